@@ -1,0 +1,9 @@
+"""The `ingestion` section of Tenant.config (validated on save; defaults apply to missing keys)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class IngestionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")

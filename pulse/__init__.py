@@ -1,0 +1,7 @@
+"""PulseEcom project package. Importing it makes the Celery app available to Django."""
+
+from __future__ import annotations
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

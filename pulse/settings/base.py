@@ -1,0 +1,144 @@
+"""Settings shared by every environment. Topic modules (tenancy, celery, api, email, channels) are
+imported at the end so each integration stays in one place and is driven by environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from .env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+STATE_DIR = Path(env_str("PULSE_STATE_DIR", str(BASE_DIR / ".pulse")))
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-insecure-secret-key-change-me")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", ".localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+PULSE_BASE_URL = env_str("PULSE_BASE_URL", "http://localhost:8000")
+PULSE_PLATFORM_ADMIN_KEY = env_str("PULSE_PLATFORM_ADMIN_KEY", "")
+PULSE_ALLOW_PRIVATE_WEBHOOKS = env_bool("PULSE_ALLOW_PRIVATE_WEBHOOKS", False)
+PULSE_METRICS_TOKEN = env_str("PULSE_METRICS_TOKEN", "")
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/pulse"),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "daphne",
+    "channels",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "anymail",
+]
+# The layer apps live in every tenant's schema, never in public.
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "ingestion",
+    "scoring",
+    "learning",
+    "alerts",
+    "insights",
+]
+INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
+# daphne must come before staticfiles so `runserver` is the ASGI one.
+INSTALLED_APPS.remove("daphne")
+INSTALLED_APPS.insert(0, "daphne")
+
+MIDDLEWARE = [
+    "tenants.middleware.TenantResolutionMiddleware",
+    "pulse.lib.middleware.JsonErrorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "pulse.urls"
+WSGI_APPLICATION = "pulse.wsgi.application"
+ASGI_APPLICATION = "pulse.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_ROOT = Path(env_str("PULSE_MEDIA_ROOT", str(STATE_DIR / "media")))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Request bodies: the events API takes up to 10,000 events; anything larger is refused with 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("PULSE_MAX_BODY_BYTES", 16 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "pulse-cache",
+    }
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("PULSE_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "cmdstanpy": {"level": "WARNING"},
+        "prophet": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+    },
+}
+
+from .api import *  # noqa: E402,F403
+from .celery import *  # noqa: E402,F403
+from .channels import *  # noqa: E402,F403
+from .email import *  # noqa: E402,F403
+from .tenancy import *  # noqa: E402,F403

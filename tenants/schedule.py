@@ -1,0 +1,3 @@
+"""Beat entries of the platform itself (plain data: no Django imports here)."""
+
+SCHEDULE: dict = {}
