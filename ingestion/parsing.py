@@ -194,7 +194,7 @@ def _binary_stream(fileobj: IO[bytes], gzip: bool | None) -> IO[bytes]:
     if gzip:
         return gzip_module.GzipFile(fileobj=fileobj, mode="rb")  # type: ignore[return-value]
     if not hasattr(fileobj, "readline"):
-        return io.BufferedReader(fileobj)  # type: ignore[arg-type]
+        return io.BufferedReader(fileobj)  # type: ignore[arg-type,type-var]
     return fileobj
 
 
@@ -245,7 +245,9 @@ def iter_file_records(
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise ParseError(400, f"Corrupt or truncated compressed file: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ParseError(400, f"The file is not valid {encoding} text ({exc.reason}); re-export it as UTF-8.") from None
+        raise ParseError(
+            400, f"The file is not valid {encoding} text ({exc.reason}); re-export it as UTF-8."
+        ) from None
 
 
 def _iter_ndjson(stream: IO[bytes], skip_rows: int) -> Iterator[tuple[int, Any]]:
@@ -269,7 +271,10 @@ def _iter_ndjson(stream: IO[bytes], skip_rows: int) -> Iterator[tuple[int, Any]]
         if row <= skip_rows:
             continue
         if too_long:
-            yield row, RawError({NON_FIELD_ERRORS: [f"Line {line_number}: longer than {MAX_RECORD_BYTES} bytes."]})
+            yield (
+                row,
+                RawError({NON_FIELD_ERRORS: [f"Line {line_number}: longer than {MAX_RECORD_BYTES} bytes."]}),
+            )
         else:
             yield row, _decode_line(line, line_number)
 
@@ -285,7 +290,9 @@ def _unknown_columns(names: list[str]) -> list[str]:
     return problems
 
 
-def _iter_csv(stream: IO[bytes], skip_rows: int, delimiter: str | None, encoding: str) -> Iterator[tuple[int, Any]]:
+def _iter_csv(
+    stream: IO[bytes], skip_rows: int, delimiter: str | None, encoding: str
+) -> Iterator[tuple[int, Any]]:
     text = io.TextIOWrapper(stream, encoding=encoding, newline="")  # type: ignore[type-var]
     first = text.readline()
     if not first.strip():
@@ -310,7 +317,9 @@ def _iter_csv(stream: IO[bytes], skip_rows: int, delimiter: str | None, encoding
             f"Unknown CSV columns: {', '.join(unknown)}. Use event field names; custom data goes in "
             "'attributes.<name>' columns or an 'attributes' JSON column.",
         )
-    attr_columns = [(i, name[len(_ATTR_PREFIX) :]) for i, name in enumerate(header) if name.startswith(_ATTR_PREFIX)]
+    attr_columns = [
+        (i, name[len(_ATTR_PREFIX) :]) for i, name in enumerate(header) if name.startswith(_ATTR_PREFIX)
+    ]
     plain = [(i, name) for i, name in enumerate(header) if not name.startswith(_ATTR_PREFIX)]
 
     try:
@@ -350,13 +359,19 @@ def _csv_rows(
         if row_number <= skip_rows:
             continue
         if len(cells) > width:
-            yield row_number, RawError(
-                {NON_FIELD_ERRORS: [f"Row has {len(cells)} values but the header has {width} columns."]},
-                raw=delimiter.join(cells)[:RAW_EXCERPT_CHARS],
+            yield (
+                row_number,
+                RawError(
+                    {NON_FIELD_ERRORS: [f"Row has {len(cells)} values but the header has {width} columns."]},
+                    raw=delimiter.join(cells)[:RAW_EXCERPT_CHARS],
+                ),
             )
             continue
         if simple:
-            yield row_number, {name: value for name, value in zip(header, cells) if value}
+            yield (
+                row_number,
+                {name: value for name, value in zip(header, cells, strict=False) if value},
+            )  # short rows: rest absent
             continue
         yield row_number, _csv_record(cells, plain, attr_columns, delimiter)
 
@@ -372,9 +387,15 @@ def _csv_record(
         try:
             attributes = from_json(raw_json, allow_inf_nan=False)
         except ValueError as exc:
-            return RawError({"attributes": [f"Malformed JSON in the attributes column: {exc}"]}, raw=delimiter.join(cells)[:RAW_EXCERPT_CHARS])
+            return RawError(
+                {"attributes": [f"Malformed JSON in the attributes column: {exc}"]},
+                raw=delimiter.join(cells)[:RAW_EXCERPT_CHARS],
+            )
         if not isinstance(attributes, dict):
-            return RawError({"attributes": ["The attributes column must hold a JSON object."]}, raw=delimiter.join(cells)[:RAW_EXCERPT_CHARS])
+            return RawError(
+                {"attributes": ["The attributes column must hold a JSON object."]},
+                raw=delimiter.join(cells)[:RAW_EXCERPT_CHARS],
+            )
     for i, key in attr_columns:
         if i < n and cells[i]:
             if attributes is None:

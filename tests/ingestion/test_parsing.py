@@ -45,7 +45,17 @@ def test_bom_and_vendor_json_type() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{", b'{"type": "click",}', b"42", b'"text"', b'{"events": {"type": "click"}}', b'{"events": [], "x": 1}', b"  ", b"[" * 5000, b'{"amount": NaN}'],
+    [
+        b"{",
+        b'{"type": "click",}',
+        b"42",
+        b'"text"',
+        b'{"events": {"type": "click"}}',
+        b'{"events": [], "x": 1}',
+        b"  ",
+        b"[" * 5000,
+        b'{"amount": NaN}',
+    ],
 )
 def test_malformed_or_wrong_shape_is_400(body: bytes) -> None:
     assert status_of(body, "application/json") == 400

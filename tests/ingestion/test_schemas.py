@@ -157,8 +157,12 @@ def test_naive_timestamp_is_read_in_tenant_zone() -> None:
 
 def test_epoch_seconds_and_milliseconds() -> None:
     seconds = int(datetime(2025, 3, 1, 10, tzinfo=UTC).timestamp())
-    assert one_ok({**VALID["click"], "timestamp": seconds})["occurred_at"] == datetime(2025, 3, 1, 10, tzinfo=UTC)
-    assert one_ok({**VALID["click"], "timestamp": seconds * 1000})["occurred_at"] == datetime(2025, 3, 1, 10, tzinfo=UTC)
+    assert one_ok({**VALID["click"], "timestamp": seconds})["occurred_at"] == datetime(
+        2025, 3, 1, 10, tzinfo=UTC
+    )
+    assert one_ok({**VALID["click"], "timestamp": seconds * 1000})["occurred_at"] == datetime(
+        2025, 3, 1, 10, tzinfo=UTC
+    )
 
 
 def test_generated_event_ids() -> None:
@@ -174,13 +178,17 @@ def test_generated_event_ids() -> None:
 
 @pytest.mark.parametrize(
     ("event_type", "field"),
-    [(t, f) for t, fields in {
-        "order": ("amount", "order_id"),
-        "order_status": ("order_id", "status"),
-        "payment": ("amount",),
-        "stock": ("product_id", "stock_level"),
-        "metric": ("metric", "value"),
-    }.items() for f in fields]
+    [
+        (t, f)
+        for t, fields in {
+            "order": ("amount", "order_id"),
+            "order_status": ("order_id", "status"),
+            "payment": ("amount",),
+            "stock": ("product_id", "stock_level"),
+            "metric": ("metric", "value"),
+        }.items()
+        for f in fields
+    ]
     + [(t, "timestamp") for t in EVENT_TYPES],
 )
 def test_each_required_field_missing(event_type: str, field: str) -> None:
@@ -241,7 +249,9 @@ def test_every_failing_field_is_reported() -> None:
     assert "128 characters" in errors["customer_id"][0]
 
 
-@pytest.mark.parametrize("amount", ["NaN", "Infinity", float("nan"), float("inf"), True, "1.23456", "abc", "1e20", [], {}])
+@pytest.mark.parametrize(
+    "amount", ["NaN", "Infinity", float("nan"), float("inf"), True, "1.23456", "abc", "1e20", [], {}]
+)
 def test_bad_amounts(amount: Any) -> None:
     assert "amount" in one_errors({**VALID["order"], "amount": amount})
 
@@ -322,6 +332,17 @@ def test_unknown_field_is_rejected_with_hint() -> None:
     assert "attributes" in errors["color"][0]
 
 
+def test_unhashable_type_value() -> None:
+    assert "not a valid event type" in one_errors({"type": ["order"], "timestamp": TS})["type"][0]
+    assert "not a valid event type" in one_errors({"type": {"x": 1}, "timestamp": TS})["type"][0]
+
+
+def test_many_unknown_fields_are_summarised() -> None:
+    errors = one_errors({**VALID["click"], **{f"custom_{i}": i for i in range(30)}})
+    assert len([k for k in errors if k.startswith("custom_")]) == 10
+    assert errors["non_field_errors"] == ["20 more unknown fields not listed."]
+
+
 def test_non_object_and_raw_error_entries() -> None:
     result = run([[1, 2], "x", RawError({"non_field_errors": ["Line 3: malformed JSON"]}), None])
     assert [r["index"] for r in result.rejected] == [0, 1, 2, 3]
@@ -359,7 +380,7 @@ def test_copy_rows_follow_columns() -> None:
     event = one_ok({**VALID["order"], "attributes": {"k": "v"}})
     (row,) = list(copy_rows([event]))
     assert len(row) == len(COPY_COLUMNS)
-    as_dict = dict(zip(COPY_COLUMNS, row))
+    as_dict = dict(zip(COPY_COLUMNS, row, strict=True))
     assert as_dict["attributes"] == '{"k":"v"}'
     assert as_dict["amount"] == Decimal("19.99")
     assert as_dict["occurred_at"] == event["occurred_at"]
