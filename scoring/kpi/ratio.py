@@ -6,7 +6,9 @@ per-bucket ratios: 1/2 and 100/1000 pool to 101/1002, not to 0.3.
 `BinomialRatioDetector` judges proportions (CTR, conversion, return rate, failure rate) by how
 surprising the observed count is given the expected rate and THIS bucket's denominator: 0 clicks out of
 3 impressions is not evidence of anything, 0 out of 1,000 at a 2 % CTR is. The statistic is the signed
-binomial deviance (likelihood-ratio z, accurate in the tails where a normal approximation is not),
+likelihood-ratio z of "this bucket's rate differs from the baseline's" (a G-test on the 2x2 table, so
+a thin baseline is as uncertain as a thin bucket; accurate in the tails where a normal approximation
+is not),
 deflated by the series' own over-dispersion (real rates wander more than pure binomial noise; that
 excess is estimated from history, so a 1M-impression campaign does not alarm on a 1 % wobble).
 AOV is a mean of amounts, not a proportion: score it with the seasonal z on the pooled AOV series.
@@ -84,6 +86,27 @@ def binomial_deviance_z(k: np.ndarray, n: np.ndarray, p0: np.ndarray) -> np.ndar
     return np.where(n > 0, sign * np.sqrt(dev), np.nan)
 
 
+def _xlogx_ratio(o: np.ndarray, e: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(o > 0, o * np.log(o / np.where(e > 0, e, 1.0)), 0.0)
+
+
+def binomial_two_sample_z(k: np.ndarray, n: np.ndarray, k0: np.ndarray, n0: np.ndarray) -> np.ndarray:
+    """Signed likelihood-ratio (G-test) z that k/n differs from the baseline k0/n0.
+
+    Unlike a one-sample test against k0/n0, this accounts for the baseline's own uncertainty: a campaign
+    with 0 clicks in its last 72 impressions does not make 1 click out of 4 a miracle.
+    """
+    k, n, k0, n0 = (np.asarray(x, dtype=float) for x in (k, n, k0, n0))
+    tot = n + n0
+    p = np.where(tot > 0, (k + k0) / np.where(tot > 0, tot, 1.0), 0.0)
+    g = 2.0 * (_xlogx_ratio(k, n * p) + _xlogx_ratio(n - k, n * (1 - p))
+               + _xlogx_ratio(k0, n0 * p) + _xlogx_ratio(n0 - k0, n0 * (1 - p)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sign = np.sign(k / np.where(n > 0, n, 1.0) - k0 / np.where(n0 > 0, n0, 1.0))
+    return np.where((n > 0) & (n0 > 0), sign * np.sqrt(np.fmax(g, 0.0)), np.nan)
+
+
 class BinomialRatioDetector:
     """Proportion KPI detector. `values` are (numerator, denominator) pairs, shape (n, 2)."""
 
@@ -139,21 +162,26 @@ class BinomialRatioDetector:
             periods = detect_periods(rate, candidate_periods(cadence))
         periods = np.asarray(periods, dtype=np.int64)
         p0 = np.full(S, np.nan)
+        k0 = np.full(S, np.nan)
+        n0 = np.full(S, np.nan)
         tau2 = np.full(S, np.nan)
         for p in np.unique(periods):
             rows = np.flatnonzero(periods == p)
             c = min(self.max_cycles, T // p) if p > 0 else 0
             if p > 0 and c >= 2:
                 cols = [T - p * j for j in range(1, c + 1)]
-                p0[rows] = pooled_rate(hn[np.ix_(rows, cols)], hd[np.ix_(rows, cols)], axis=1)
+                k0[rows] = np.nansum(hn[np.ix_(rows, cols)], axis=1)
+                n0[rows] = np.nansum(hd[np.ix_(rows, cols)], axis=1)
                 m = min(T - p, c * p)
                 dev = (rate[rows, T - m:] - rate[rows, T - m - p:T - p]) / np.sqrt(2.0)
                 dens = hd[rows, T - m:]
             else:
                 w = self.rolling_window or int(np.clip(cadence.per_day, 12, 168))
-                p0[rows] = pooled_rate(hn[rows, -w:], hd[rows, -w:], axis=1)
+                k0[rows] = np.nansum(hn[rows, -w:], axis=1)
+                n0[rows] = np.nansum(hd[rows, -w:], axis=1)
                 dev = rate[rows, -w:] - row_median(rate[rows, -w:])[:, None]
                 dens = hd[rows, -w:]
+            p0[rows] = np.where(n0[rows] > 0, k0[rows] / np.where(n0[rows] > 0, n0[rows], 1.0), np.nan)
             robust_var = (1.4826 * row_median(np.abs(dev - row_median(dev)[:, None]))) ** 2
             pr = p0[rows][:, None]
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -163,7 +191,7 @@ class BinomialRatioDetector:
         safe_n = np.where(n > 0, n, 1.0)
         # quasi-binomial: the variance at this denominator is binomial * phi, phi >= 1 from history
         phi = 1.0 + safe_n * tau2 / pq
-        z = binomial_deviance_z(k, n, p0) / np.sqrt(phi)
+        z = binomial_two_sample_z(k, n, k0, n0) / np.sqrt(phi)
         sd = np.sqrt(pq / safe_n * phi)
         with np.errstate(invalid="ignore", divide="ignore"):
             observed = np.where(n > 0, k / safe_n, np.nan)
