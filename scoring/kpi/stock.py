@@ -47,7 +47,7 @@ def stockout_forecast(levels: object, sales_velocity_per_day: object, lead_time_
                       safety_days: float = 3.0, now: object | None = None) -> StockForecast:
     """Days of cover, predicted stock-out time and alert level per product (all inputs broadcast)."""
     level, vel, lead, warn, crit = np.broadcast_arrays(
-        *(np.asarray(x, dtype=float) for x in (levels, sales_velocity_per_day, lead_time_days,
+        *(np.atleast_1d(np.asarray(x, dtype=float)) for x in (levels, sales_velocity_per_day, lead_time_days,
                                                  warning_threshold, critical_threshold)))
     level = np.maximum(level, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
