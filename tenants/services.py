@@ -71,7 +71,7 @@ def tenant_create(
         plan=Plan.objects.get(code=plan), timezone=timezone_name, currency=currency, config=config,
     )
     tenant.full_clean()
-    tenant.save()  # creates and migrates the schema (django-tenants)
+    tenant.save(verbosity=0)  # creates and migrates the schema (django-tenants), quietly
     with transaction.atomic():
         Domain.objects.create(tenant=tenant, domain=domain or f"{slug}.localhost", is_primary=True)
         _, raw = api_key_create(tenant=tenant, name="first admin key", scopes=list(ALL_SCOPES), created_by=created_by)

@@ -143,3 +143,10 @@ from .celery import *  # noqa: E402,F403
 from .channels import *  # noqa: E402,F403
 from .email import *  # noqa: E402,F403
 from .tenancy import *  # noqa: E402,F403
+
+# What happens to an ingested batch after commit, in order; each entry is a callable
+# `consume(*, batch, events)` whose work commits together with its "done" mark (see ingestion.tasks).
+PULSE_BATCH_CONSUMERS: list[str] = []
+# A batch still unprocessed after this many seconds is handed over again (its worker died).
+PULSE_BATCH_SWEEP_AFTER_SECONDS = env_int("PULSE_BATCH_SWEEP_AFTER_SECONDS", 60)
+PULSE_BATCH_MAX_ATTEMPTS = env_int("PULSE_BATCH_MAX_ATTEMPTS", 5)

@@ -1,0 +1,135 @@
+"""Writes of the ingestion layer. Every entry point (REST, upload, Kafka, import, fraud-check,
+quarantine replay) goes through `events_ingest`: validate, claim event ids, COPY, quarantine the
+rejects, and commit the batch together with its outbox row; scoring starts after commit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from pulse.lib.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
+from pulse.lib.redis import get_redis
+
+from .models import EventBatch, Quarantine
+from .schemas import NormalisedEvent, RawError, Rejection, validate_batch
+from .storage import event_keys_claim, events_copy, months_of, partitions_ensure
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    batch_id: int | None = None
+    # The stored events (normalised), for callers that score them synchronously (fraud-check).
+    events: list[NormalisedEvent] = field(default_factory=list)
+
+    def as_response(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def _raw_for_quarantine(raw: Any) -> Any:
+    if isinstance(raw, RawError):
+        return {"_undecodable": raw.raw}
+    try:
+        json.dumps(raw)
+        return raw
+    except (TypeError, ValueError):
+        return {"_unserialisable": repr(raw)[:4000]}
+
+
+def events_ingest(
+    *,
+    tenant: Any,
+    raw_events: Sequence[Any],
+    source: str,
+    reference: str = "",
+    index_offset: int = 0,
+    event_id_factory: Callable[[int], str] | None = None,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Store the valid events of a batch exactly once and quarantine the invalid ones.
+
+    `index_offset` shifts reported indexes (a file chunk reports row numbers). Must run in the
+    tenant's schema and outside an open transaction (partitions are created in their own)."""
+    now = now or timezone.now()
+    checked = validate_batch(raw_events, tenant_tz=tenant.timezone, tenant_currency=tenant.currency, now=now,
+                             event_id_factory=event_id_factory)
+    result = IngestResult(rejected=[{"index": r["index"] + index_offset, "errors": r["errors"]}
+                                    for r in checked.rejected])
+
+    # The first occurrence of an id within the batch wins; later ones are duplicates.
+    unique: dict[str, NormalisedEvent] = {}
+    for _, event in checked.valid:
+        unique.setdefault(event["event_id"], event)
+    in_batch_duplicates = len(checked.valid) - len(unique)
+
+    partitions_ensure(months_of(unique.values()))
+    with transaction.atomic():
+        batch = EventBatch.objects.create(source=source, rejected=len(checked.rejected))
+        fresh = event_keys_claim(batch_id=batch.pk, event_ids=list(unique))
+        stored = [event for event_id, event in unique.items() if event_id in fresh]
+        stored.sort(key=lambda e: e["occurred_at"])
+        events_copy(batch_id=batch.pk, events=stored)
+        if checked.rejected:
+            Quarantine.objects.bulk_create([
+                Quarantine(source=source, reference=reference, index=r["index"] + index_offset,
+                           raw=_raw_for_quarantine(raw_events[r["index"]]), errors=r["errors"],
+                           event_id=str(raw_events[r["index"]].get("event_id", ""))[:128]
+                           if isinstance(raw_events[r["index"]], dict) else "")
+                for r in checked.rejected
+            ])
+        batch.accepted = len(stored)
+        batch.duplicates = len(unique) - len(stored) + in_batch_duplicates
+        if stored:
+            batch.first_occurred_at, batch.last_occurred_at = stored[0]["occurred_at"], stored[-1]["occurred_at"]
+        else:
+            batch.status, batch.processed_at = EventBatch.Status.DONE, now
+        batch.save(update_fields=["accepted", "duplicates", "first_occurred_at", "last_occurred_at", "status",
+                                  "processed_at"])
+        if stored:
+            batch_id = batch.pk
+            transaction.on_commit(lambda: _hand_over(batch_id))
+
+    result.accepted, result.duplicates, result.batch_id, result.events = (
+        batch.accepted, batch.duplicates, batch.pk, stored)
+    _count_usage(tenant, accepted=batch.accepted, rejected=len(checked.rejected), now=now)
+    return result
+
+
+def _hand_over(batch_id: int) -> None:
+    from .tasks import batch_process
+
+    batch_process.delay(batch_id)
+
+
+def _count_usage(tenant: Any, *, accepted: int, rejected: int, now: datetime) -> None:
+    if accepted:
+        EVENTS_ACCEPTED.labels(tenant.slug).inc(accepted)
+        key = f"pulse:usage:{tenant.pk}:{now.astimezone(UTC):%Y-%m-%d}"
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.hincrby(key, "events_accepted", accepted)
+        pipe.expire(key, 8 * 86400)
+        pipe.execute()
+    if rejected:
+        EVENTS_REJECTED.labels(tenant.slug).inc(rejected)
+
+
+def quarantine_replay(*, tenant: Any, item: Quarantine, corrected: dict[str, Any] | None = None) -> IngestResult:
+    """Validate a quarantined event again (after the data or the tenant's config was fixed)."""
+    raw = corrected if corrected is not None else item.raw
+    result = events_ingest(tenant=tenant, raw_events=[raw], source="replay", reference=f"quarantine:{item.pk}")
+    if result.accepted or result.duplicates:
+        # The replay itself must not leave a second quarantine row behind.
+        Quarantine.objects.filter(pk=item.pk).update(status=Quarantine.Status.REPLAYED, replayed_at=timezone.now())
+    else:
+        Quarantine.objects.filter(reference=f"quarantine:{item.pk}", source="replay").delete()
+        Quarantine.objects.filter(pk=item.pk).update(errors=result.rejected[0]["errors"] if result.rejected else {})
+    return result
+

@@ -1,0 +1,86 @@
+"""Low-level writes of the events table: monthly partitions and COPY. Called by services only."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection
+
+from .schemas import COPY_COLUMNS, NormalisedEvent, copy_rows
+
+EVENT_COPY_COLUMNS: tuple[str, ...] = ("batch_id", *COPY_COLUMNS)
+_known_partitions: set[tuple[str, int, int]] = set()
+_lock = threading.Lock()
+
+
+def _month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def partitions_ensure(months: Iterable[tuple[int, int]]) -> None:
+    """Create the monthly partitions that hold `months` in the active tenant schema, if missing.
+
+    Runs in its own short transaction before the batch transaction, so the DDL lock on the parent
+    table is never held while a large COPY runs. Known partitions are cached per process."""
+    schema = connection.schema_name
+    missing = [(y, m) for (y, m) in set(months) if (schema, y, m) not in _known_partitions]
+    if not missing:
+        return
+    with connection.cursor() as cursor:
+        for year, month in sorted(missing):
+            name = f"events_p{year:04d}_{month:02d}"
+            cursor.execute("SELECT to_regclass(%s)", [name])
+            if cursor.fetchone()[0] is None:
+                start, end = _month_bounds(year, month)
+                # Serialise creators of the same partition across processes.
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{schema}.{name}"])
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events FOR VALUES FROM (%s) TO (%s)",
+                    [start, end],
+                )
+            with _lock:
+                _known_partitions.add((schema, year, month))
+
+
+def months_of(events: Iterable[NormalisedEvent]) -> set[tuple[int, int]]:
+    return {(e["occurred_at"].year, e["occurred_at"].month) for e in events}
+
+
+def events_copy(*, batch_id: int, events: list[NormalisedEvent]) -> None:
+    """COPY events into the partitioned table inside the caller's transaction."""
+    if not events:
+        return
+    sql = f"COPY events ({', '.join(EVENT_COPY_COLUMNS)}) FROM STDIN"
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(sql) as copy:
+            for row in copy_rows(events):
+                copy.write_row((batch_id, *row))
+
+
+def event_keys_claim(*, batch_id: int, event_ids: list[str]) -> set[str]:
+    """Insert event ids; return those that were new (the rest were ingested before)."""
+    if not event_ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ingestion_eventkey (event_id, batch_id) SELECT unnest(%s::varchar[]), %s "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            [event_ids, batch_id],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def batch_events_load(batch_id: int) -> list[dict[str, Any]]:
+    """Every event of a batch as dicts (columns of the events table), in occurred_at order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, {', '.join(COPY_COLUMNS)} FROM events WHERE batch_id = %s ORDER BY occurred_at, id",
+            [batch_id],
+        )
+        names = [col.name for col in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

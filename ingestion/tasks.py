@@ -1,0 +1,95 @@
+"""Batch hand-off: one task per committed batch runs the batch consumers (scoring, KPI rollups).
+
+Each consumer's work commits together with its name in `consumers_done`, so a worker that dies
+mid-batch is resumed by the sweeper without doing any consumer's work twice."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from .models import EventBatch
+from .storage import batch_events_load, partitions_ensure
+
+log = logging.getLogger(__name__)
+
+
+def _try_lock(batch_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtext(current_schema()), %s)", [batch_id % 2**31])
+        return bool(cursor.fetchone()[0])
+
+
+def _unlock(batch_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(hashtext(current_schema()), %s)", [batch_id % 2**31])
+
+
+def batch_run(batch_id: int) -> str:
+    """Run the pending consumers of a batch. Returns the batch's final status."""
+    if not _try_lock(batch_id):
+        return "locked"  # another worker has it
+    try:
+        batch = EventBatch.objects.filter(pk=batch_id).first()
+        if batch is None or batch.status == EventBatch.Status.DONE:
+            return batch.status if batch else "missing"
+        EventBatch.objects.filter(pk=batch_id).update(status=EventBatch.Status.PROCESSING, started_at=timezone.now(),
+                                                      attempts=F("attempts") + 1)
+        done = list(batch.consumers_done)
+        events = None
+        for path in settings.PULSE_BATCH_CONSUMERS:
+            if path in done:
+                continue
+            if events is None:
+                events = batch_events_load(batch_id)
+            with transaction.atomic():
+                import_string(path)(batch=batch, events=events)
+                done.append(path)
+                EventBatch.objects.filter(pk=batch_id).update(consumers_done=done)
+        EventBatch.objects.filter(pk=batch_id).update(status=EventBatch.Status.DONE, processed_at=timezone.now(),
+                                                      last_error="")
+        return EventBatch.Status.DONE
+    except Exception as exc:
+        batch_attempts = EventBatch.objects.filter(pk=batch_id).values_list("attempts", flat=True).first() or 0
+        status = (EventBatch.Status.FAILED if batch_attempts >= settings.PULSE_BATCH_MAX_ATTEMPTS
+                  else EventBatch.Status.PENDING)
+        EventBatch.objects.filter(pk=batch_id).update(status=status, last_error=f"{type(exc).__name__}: {exc}"[:2000])
+        log.exception("batch %s failed (attempt %s)", batch_id, batch_attempts)
+        return status
+    finally:
+        _unlock(batch_id)
+
+
+@shared_task(name="ingestion.batch_process")
+def batch_process(batch_id: int) -> str:
+    return batch_run(batch_id)
+
+
+@shared_task(name="ingestion.batches_sweep")
+def batches_sweep() -> int:
+    """Hand over again batches left pending or processing too long (a worker died or Redis lost the task)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PULSE_BATCH_SWEEP_AFTER_SECONDS)
+    stale = EventBatch.objects.filter(
+        Q(status=EventBatch.Status.PENDING, created_at__lt=cutoff)
+        | Q(status=EventBatch.Status.PROCESSING, started_at__lt=cutoff),
+        attempts__lt=settings.PULSE_BATCH_MAX_ATTEMPTS,
+    ).values_list("pk", flat=True)[:1000]
+    ids = list(stale)
+    for batch_id in ids:
+        batch_process.delay(batch_id)
+    return len(ids)
+
+
+@shared_task(name="ingestion.partitions_ahead")
+def partitions_ahead() -> None:
+    """Keep this month's and the next two months' partitions ready."""
+    today = timezone.now()
+    months = {((today.year * 12 + today.month - 1 + k) // 12, (today.month - 1 + k) % 12 + 1) for k in range(3)}
+    partitions_ensure(months)

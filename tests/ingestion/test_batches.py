@@ -1,0 +1,113 @@
+"""The hand-off to scoring: outbox batches survive lost tasks and crashed consumers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ingestion.models import EventBatch
+from ingestion.services import events_ingest
+from ingestion.tasks import batch_run, batches_sweep
+
+CALLS: list[tuple[str, int, int]] = []
+FAIL_ONCE: set[str] = set()
+
+
+def consumer_one(*, batch: Any, events: list[dict[str, Any]]) -> None:
+    CALLS.append(("one", batch.pk, len(events)))
+
+
+def consumer_two(*, batch: Any, events: list[dict[str, Any]]) -> None:
+    if "two" in FAIL_ONCE:
+        FAIL_ONCE.discard("two")
+        raise RuntimeError("worker died mid-batch")
+    CALLS.append(("two", batch.pk, len(events)))
+
+
+@pytest.fixture
+def consumers(settings):  # type: ignore[no-untyped-def]
+    CALLS.clear()
+    FAIL_ONCE.clear()
+    settings.PULSE_BATCH_CONSUMERS = [f"{__name__}.consumer_one", f"{__name__}.consumer_two"]
+    settings.PULSE_BATCH_SWEEP_AFTER_SECONDS = 0
+    return settings
+
+
+def _events(n: int, prefix: str) -> list[dict[str, Any]]:
+    return [{"event_id": f"{prefix}{i}", "type": "payment", "timestamp": f"2026-11-20T10:{i % 60:02d}:00Z",
+             "amount": "10", "customer_id": "c1"} for i in range(n)]
+
+
+def test_consumers_get_all_events_of_the_batch(tenant_a, consumers) -> None:  # type: ignore[no-untyped-def]
+    result = events_ingest(tenant=tenant_a.tenant, raw_events=_events(5, "a"), source="api")
+    assert batch_run(result.batch_id) == "done"
+    assert CALLS == [("one", result.batch_id, 5), ("two", result.batch_id, 5)]
+
+
+def test_crash_mid_batch_resumes_without_repeating_finished_consumers(tenant_a, consumers) -> None:  # type: ignore[no-untyped-def]
+    FAIL_ONCE.add("two")
+    result = events_ingest(tenant=tenant_a.tenant, raw_events=_events(3, "b"), source="api")
+    assert batch_run(result.batch_id) == "pending"
+    batch = EventBatch.objects.get(pk=result.batch_id)
+    assert batch.consumers_done == [f"{__name__}.consumer_one"] and "worker died" in batch.last_error
+
+    assert batch_run(result.batch_id) == "done"
+    assert [c[0] for c in CALLS] == ["one", "two"]  # "one" ran once in all
+
+
+def test_lost_task_is_found_by_the_sweeper(tenant_a, consumers, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The task message is lost (e.g. the broker died before a worker took it): nothing runs it...
+    result = events_ingest(tenant=tenant_a.tenant, raw_events=_events(4, "c"), source="api")
+    assert EventBatch.objects.get(pk=result.batch_id).status == "pending"
+    # ...until the sweeper hands it over again.
+    enqueued: list[int] = []
+    monkeypatch.setattr("ingestion.tasks.batch_process.delay", lambda batch_id: enqueued.append(batch_id))
+    assert batches_sweep() >= 1 and result.batch_id in enqueued
+    for batch_id in enqueued:
+        batch_run(batch_id)
+    assert EventBatch.objects.get(pk=result.batch_id).status == "done"
+    assert ("one", result.batch_id, 4) in CALLS
+
+
+def test_a_batch_that_keeps_failing_is_marked_failed_after_max_attempts(tenant_a, consumers, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    consumers.PULSE_BATCH_MAX_ATTEMPTS = 2
+    result = events_ingest(tenant=tenant_a.tenant, raw_events=_events(1, "d"), source="api")
+    FAIL_ONCE.add("two")
+    assert batch_run(result.batch_id) == "pending"
+    FAIL_ONCE.add("two")
+    assert batch_run(result.batch_id) == "failed"
+    enqueued: list[int] = []
+    monkeypatch.setattr("ingestion.tasks.batch_process.delay", lambda batch_id: enqueued.append(batch_id))
+    batches_sweep()
+    assert result.batch_id not in enqueued  # failed batches wait for a person, they are not retried forever
+
+
+def test_duplicate_only_batch_needs_no_hand_off(tenant_a, consumers) -> None:  # type: ignore[no-untyped-def]
+    events_ingest(tenant=tenant_a.tenant, raw_events=_events(2, "e"), source="api")
+    again = events_ingest(tenant=tenant_a.tenant, raw_events=_events(2, "e"), source="api")
+    assert again.accepted == 0 and again.duplicates == 2
+    assert EventBatch.objects.get(pk=again.batch_id).status == "done"
+
+
+def test_real_worker_processes_a_committed_batch(celery_worker_process, tenant_world, live_db) -> None:  # type: ignore[no-untyped-def]
+    """End to end with a real worker: the on-commit hand-off reaches it and it marks the batch done."""
+    import time
+
+    from django.db import connection
+
+    a = tenant_world["a"]
+    connection.set_tenant(a.tenant)
+    result = events_ingest(tenant=a.tenant, raw_events=_events(3, "live-"), source="api")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if EventBatch.objects.get(pk=result.batch_id).status == "done":
+                break
+            time.sleep(0.2)
+        assert EventBatch.objects.get(pk=result.batch_id).status == "done"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM events WHERE batch_id = %s", [result.batch_id])
+            cursor.execute("DELETE FROM ingestion_eventkey WHERE batch_id = %s", [result.batch_id])
+            cursor.execute("DELETE FROM ingestion_eventbatch WHERE id = %s", [result.batch_id])
