@@ -13,7 +13,8 @@ calendar day at the daily close:
 Log ratios with a smoothing constant keep zero-heavy series finite and make features scale-free, so one
 forest configuration serves series of any size. The forest's anomaly score is calibrated against the
 series' own training scores: 0.5 (the threshold) is `threshold` times the distance from the median to the
-99th percentile of training scores.
+99th percentile of training scores (a forest cannot score a point much beyond the most
+isolated training points, so the threshold sits at that edge; consensus supplies the confirmation).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class IsolationForestKpi:
 
     name = "iforest"
 
-    def __init__(self, *, threshold: float = 1.5, n_estimators: int = 100, min_train: int | None = None,
+    def __init__(self, *, threshold: float = 1.0, n_estimators: int = 100, min_train: int | None = None,
                  cadence: Cadence | None = None, seed: int = 0, history_days: int = 35) -> None:
         self.threshold = threshold
         self.n_estimators = n_estimators
