@@ -54,7 +54,7 @@ def stockout_forecast(levels: object, sales_velocity_per_day: object, lead_time_
         cover = np.where(vel > 0, level / np.where(vel > 0, vel, 1), np.inf)
     to_warn = _days_until(level, warn, vel)
     to_crit = _days_until(level, crit, vel)
-    now_s = np.datetime64("now", "s") if now is None else np.datetime64(now, "s")
+    now_s = np.datetime64("now", "s") if now is None else np.asarray(now).astype("datetime64[s]")[()]
     finite = np.isfinite(cover)
     secs = np.where(finite, np.round(np.where(finite, cover, 0) * 86400), 0).astype(np.int64)
     stockout_at = np.where(finite, now_s + secs.astype("timedelta64[s]"), np.datetime64("NaT"))

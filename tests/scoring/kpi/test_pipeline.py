@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import numpy as np
-
 from scoring.kpi.consensus import ConsensusConfig
 from scoring.kpi.noise import NoiseConfig
 from scoring.kpi.pipeline import KpiConfig, detect
