@@ -51,7 +51,7 @@ class Category(_Model):
 
 
 class CatalogueConfig(_Model):
-    n_products: int = Field(60, ge=3)
+    n_products: int = Field(default=60, ge=3)
     categories: list[Category] = Field(default_factory=lambda: [
         Category(name="apparel", weight=3.0, price_min=15, price_max=120, return_rate=0.18),
         Category(name="footwear", weight=1.5, price_min=45, price_max=180, return_rate=0.15),
@@ -69,7 +69,7 @@ class CatalogueConfig(_Model):
 
 
 class CustomerConfig(_Model):
-    initial_customers: int = Field(20000, ge=10)
+    initial_customers: int = Field(default=20000, ge=10)
     countries: dict[str, float] = Field(default_factory=lambda: {
         "FR": 0.38, "DE": 0.22, "GB": 0.14, "ES": 0.1, "IT": 0.08, "NL": 0.05, "BE": 0.03})
     returning_share: dict[str, float] = Field(default_factory=lambda: {
@@ -92,7 +92,7 @@ class CampaignConfig(_Model):
 
 
 class TrafficConfig(_Model):
-    sessions_per_day: float = Field(4000, gt=0)
+    sessions_per_day: float = Field(default=4000, gt=0)
     channel_shares: dict[str, float] = Field(default_factory=lambda: {
         "organic": 0.36, "paid_search": 0.24, "social": 0.17, "email": 0.1, "affiliate": 0.13})
     # Relative sessions per local hour 0..23 (normalised to mean 1).

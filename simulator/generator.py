@@ -363,7 +363,7 @@ class _Generator:
                 rows = [self.channels.index(c) for c in inc.channels] if inc.channels else list(range(nch))
                 sl = g.buckets(a, b)
                 ramp = 1 - inc.magnitude * np.linspace(0, 1, sl.stop - sl.start)
-                m["conv"][np.ix_(rows, np.arange(sl.start, sl.stop))] *= ramp
+                m["conv"][np.ix_(np.asarray(rows), np.arange(sl.start, sl.stop))] *= ramp
                 m["conv"][rows, g.buckets(b, hold_end)] *= 1 - inc.magnitude
                 dims = {"channel": inc.channels[0]} if inc.channels and len(inc.channels) == 1 else {}
                 self._kpi_label(ident, inc, a, hold_end, "revenue", dims, None, "down",
@@ -424,7 +424,8 @@ class _Generator:
         for ci, ch in enumerate(self.channels):
             camps = [(k, c) for k, c in enumerate(tr.campaigns) if c.channel == ch]
             total = sum(c.share for _, c in camps)
-            sources = [(k, c.share / total, c.ctr) for k, c in camps] or [(-1, 1.0, None)]
+            sources: list[tuple[int, float, float | None]] = [(k, c.share / total, c.ctr) for k, c in camps]
+            sources = sources or [(-1, 1.0, None)]
             for k, share, ctr in sources:
                 rng = self.rng("traffic", ch, str(k))
                 noise = np.exp(rng.normal(0, tr.day_noise, n_days))[g.day]
@@ -504,8 +505,8 @@ class _Generator:
         t = np.flatnonzero(s["tracked"])
         chans = obj(self.channels)[s["channel"][t]]
         camps = np.where(s["campaign"][t] >= 0, obj(self.campaigns + [None])[s["campaign"][t]], None)
-        cust_ids = np.where(returning[t], obj([f"cus-{c:06d}" if c >= 0 else None for c in customer[t].tolist()]),
-                            None)
+        cust_ids = obj([f"cus-{c:06d}" if r else None for c, r in
+                        zip(customer[t].tolist(), returning[t].tolist(), strict=True)])
         self.builder.add("click", s["ts"][t], obj([f"{self.tag}-clk-{i:07d}" for i in range(len(t))]),
                          session_id=s["session_id"][t], channel=chans, campaign=camps, customer_id=cust_ids,
                          country=obj(self.customers.countries)[country[t]],
@@ -769,8 +770,8 @@ class _Generator:
                 out.append(o)
             elif isinstance(spec, C.ReturnAbuse):
                 k = spec.customers
-                country = rng.choice(len(countries), k, p=self._p(self.cfg.customers.countries))
-                abusers = cust.add(country=country, device=cust.fresh_devices(k), ip=rng.integers(0, 1 << 31, k),
+                abuser_country = rng.choice(len(countries), k, p=self._p(self.cfg.customers.countries))
+                abusers = cust.add(country=abuser_country, device=cust.fresh_devices(k), ip=rng.integers(0, 1 << 31, k),
                                    store=rng.choice(len(self.stores), k, p=store_p),
                                    method=rng.choice(len(self.methods), k, p=self._p(self.cfg.orders.payment_methods)))
                 who = np.repeat(abusers, spec.orders_per_customer)
@@ -793,7 +794,9 @@ class _Generator:
             while total < target and j < 40:
                 p = int(picks[j % len(picks)])
                 q = 1 + int(rng.poisson(0.5))
-                lo.append(i), lp.append(p), lq.append(q)
+                lo.append(i)
+                lp.append(p)
+                lq.append(q)
                 total += cat.price_cents[p] * q
                 j += 1
         o.line_order, o.line_product, o.line_qty = np.array(lo), np.array(lp), np.array(lq)
@@ -967,7 +970,9 @@ class _Generator:
         fraud_orders = np.flatnonzero(t["order_fraud"] == li)
         first = fraud_orders[0] if fraud_orders.size else 0
         customer = t["customer_ids"][first]
-        metric, related, dims = None, (), {}
+        metric: str | None = None
+        related: tuple[str, ...] = ()
+        dims: dict[str, str] = {}
         if isinstance(spec, C.CardTesting):
             entity = t["ip"][first] if spec.share_ip else f"dev-{t['device'][first]:08x}"
             metric, related = "payment_failure_rate", ("payments", "orders")

@@ -29,16 +29,17 @@ def plot_series(series: Series, path: str | Path, *, labels: Sequence[Label] = (
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     times = [parse_time(t) for t, _ in series]
+    x = mdates.date2num(times)
     values = [v for _, v in series]
     fig, ax = plt.subplots(figsize=(12, 3.6), dpi=100)
-    ax.plot(times, values, lw=0.9, color="#264653", label=metric or "value")
+    ax.plot(x, values, lw=0.9, color="#264653", label=metric or "value")
     shown: set[str] = set()
     for lab in labels:
         colour = _COLOURS.get(lab.kind, "#aaaaaa")
-        ax.axvspan(lab.start, max(lab.end, lab.start), color=colour, alpha=0.25,
+        ax.axvspan(float(mdates.date2num(lab.start)), float(mdates.date2num(lab.end)), color=colour, alpha=0.25,
                    label=None if lab.kind in shown else f"{lab.kind} incident")
         shown.add(lab.kind)
-        ax.annotate(lab.type, (lab.start, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+        ax.annotate(lab.type, (float(mdates.date2num(lab.start)), 1.0), xycoords=("data", "axes fraction"), fontsize=7,
                     rotation=90, va="top", ha="right", color="#333333")
     finite = [v for v in values if not math.isnan(v)]
     level = (max(finite) if finite else 1.0)
@@ -48,7 +49,7 @@ def plot_series(series: Series, path: str | Path, *, labels: Sequence[Label] = (
         t = parse_time(a["occurred_at"])
         y = _value_at(times, values, t, level)
         ok = matched is not None and i in matched
-        ax.plot([t], [y], marker="^" if ok else "x", ms=8, color="#2a9d8f" if ok else "#d62828", ls="none")
+        ax.plot([float(mdates.date2num(t))], [y], marker="^" if ok else "x", ms=8, color="#2a9d8f" if ok else "#d62828", ls="none")
     ax.set_title(title or (metric or ""))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
     ax.grid(alpha=0.3)

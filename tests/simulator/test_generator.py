@@ -349,3 +349,13 @@ def test_baseline_traffic_is_independent_of_injected_fraud() -> None:
     a = [e for e in generate(cfg).events if e["type"] == "click"]
     b = [e for e in generate(plain).events if e["type"] == "click"]
     assert a == b
+
+
+def test_events_pass_the_ingestion_validator() -> None:
+    """Contract with ingestion: every simulated event is accepted as is (none rejected)."""
+    schemas = pytest.importorskip("ingestion.schemas")
+    now = datetime(2030, 1, 1).astimezone()
+    for batch in alltypes().events.batches(5000):
+        result = schemas.validate_batch(batch, tenant_tz="Europe/Paris", tenant_currency="EUR", now=now)
+        assert not result.rejected, result.rejected[:3]
+        assert len(result.valid) == len(batch)
