@@ -1,0 +1,27 @@
+"""Transaction enrichment: Redis-backed velocity/history state -> the features of `scoring.features`."""
+
+from __future__ import annotations
+
+from scoring.enrich.engine import (
+    TRANSACTION_TYPES,
+    EnrichConfig,
+    Enricher,
+    FeatureFrame,
+    amount_prior,
+    clear_state,
+    hour_of_week,
+    rebuild_state,
+    tenant_prefix,
+)
+
+__all__ = [
+    "TRANSACTION_TYPES",
+    "EnrichConfig",
+    "Enricher",
+    "FeatureFrame",
+    "amount_prior",
+    "clear_state",
+    "hour_of_week",
+    "rebuild_state",
+    "tenant_prefix",
+]

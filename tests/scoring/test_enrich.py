@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scoring.enrich import EnrichConfig, Enricher, clear_state, hour_of_week, rebuild_state
+from scoring.enrich.synthetic import payments
+from scoring.features import FEATURE_NAMES, NUMERIC_FEATURES
+from tests.scoring.redis_fixture import rds  # noqa: F401  (fixture)
+
+T0 = datetime(2024, 5, 6, 10, 0, tzinfo=timezone.utc)  # Monday 10:00 UTC
+
+
+def pay(i: int, minutes: float, **kw: Any) -> dict[str, Any]:
+    ev = {"event_id": f"e{i}", "type": "payment", "timestamp": T0 + timedelta(minutes=minutes),
+          "customer_id": "c1", "ip": "1.1.1.1", "device_id": "d1", "payment_method": "card1",
+          "country": "US", "amount": 20.0, "currency": "USD", "status": "succeeded"}
+    ev.update(kw)
+    return ev
+
+
+def assert_frames_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    for name in FEATURE_NAMES:
+        if name in NUMERIC_FEATURES:
+            np.testing.assert_array_equal(np.asarray(a[name], float), np.asarray(b[name], float), err_msg=name)
+        else:
+            assert list(a[name]) == list(b[name]), name
+
+
+def test_card_testing_burst_in_one_batch_sees_previous_events(rds):
+    events = [pay(i, i * 0.5, payment_method=f"card{i}", amount=1.0 + i, status="failed") for i in range(5)]
+    f = Enricher(rds, "acme").enrich(events)
+    # the 5th attempt sees the 4 before it (counts include the current event)
+    assert f["cust_count_1h"].tolist() == [1, 2, 3, 4, 5]
+    assert f["cust_distinct_payment_methods_24h"].tolist() == [1, 2, 3, 4, 5]
+    assert f["cust_failed_streak"].tolist() == [0, 1, 2, 3, 4]
+    assert f["device_failed_streak"].tolist() == [0, 1, 2, 3, 4]
+    assert f["cust_amount_1h"][-1] == pytest.approx(1 + 2 + 3 + 4 + 5)
+    assert f["ip_count_1h"][-1] == 5 and f["device_count_24h"][-1] == 5
+
+
+def test_success_resets_streak_and_sliding_windows(rds):
+    en = Enricher(rds, "acme")
+    f = en.enrich([pay(0, 0, status="failed"), pay(1, 1, status="failed"), pay(2, 2),
+                   pay(3, 3, status="failed"), pay(4, 120, amount=30.0), pay(5, 60 * 27, amount=40.0)])
+    assert f["cust_failed_streak"].tolist() == [0, 1, 2, 0, 1, 0]
+    assert f["cust_count_1h"].tolist() == [1, 2, 3, 4, 1, 1]  # 2 h later the hour is fresh
+    assert f["cust_count_24h"].tolist() == [1, 2, 3, 4, 5, 1]  # 27 h later only the day is fresh
+    assert f["cust_amount_24h"][4] == pytest.approx(20 * 4 + 30)
+
+
+def test_distinct_customers_on_ip_and_device_and_new_flags(rds):
+    en = Enricher(rds, "acme")
+    f = en.enrich([
+        pay(0, 0, customer_id="a"), pay(1, 1, customer_id="b"), pay(2, 2, customer_id="c"),
+        pay(3, 3, customer_id="a"),  # same customer again: still 3 distinct
+        pay(4, 4, customer_id="a", device_id="d2", ip="2.2.2.2", country="FR"),
+    ])
+    assert f["ip_distinct_customers_24h"].tolist() == [1, 2, 3, 3, 1]
+    assert f["device_distinct_customers_24h"].tolist() == [1, 2, 3, 3, 1]
+    assert f["cust_distinct_devices_24h"].tolist() == [1, 1, 1, 1, 2]
+    # a first-time customer is "new customer", not "new device"
+    assert f["new_device"].tolist() == [0, 0, 0, 0, 1]
+    assert f["new_ip"].tolist() == [0, 0, 0, 0, 1]
+    assert f["new_country"].tolist() == [0, 0, 0, 0, 1]
+    assert f["cust_tenure_s"].tolist() == [0, 0, 0, 180.0, 240.0]
+
+
+def test_new_customer_flag_guest_and_tenure(rds):
+    cfg = EnrichConfig(new_customer_seconds=3600)
+    f = Enricher(rds, "acme", cfg).enrich([pay(0, 0), pay(1, 30), pay(2, 90), pay(3, 91, customer_id=None)])
+    assert f["is_new_customer"].tolist() == [1, 1, 0, 1]  # the guest has no history: new
+    assert f["cust_count_1h"][3] == 0 and f["ip_count_1h"][3] == 2  # events at 90 and 91 min
+
+
+def test_returns_update_return_rate(rds):
+    en = Enricher(rds, "acme")
+    en.enrich([pay(0, 0), pay(1, 1), pay(2, 2), pay(3, 3)])
+    en.enrich([{"event_id": "r1", "type": "return", "timestamp": T0 + timedelta(minutes=5),
+                "customer_id": "c1", "amount": 20.0}])
+    f = en.enrich([pay(4, 10)])
+    assert f["cust_return_rate"][0] == pytest.approx(1 / 4)
+    assert f["cust_count_1h"][0] == 5  # the return is not a payment
+
+
+def test_currency_conversion_and_unknown_currency(rds):
+    cfg = EnrichConfig(currency="EUR", fx_rates={"USD": 0.5})
+    en = Enricher(rds, "acme", cfg)
+    f = en.enrich([pay(0, 0, amount=100.0, currency="USD"), pay(1, 1, amount=10.0, currency="EUR"),
+                   pay(2, 2, amount=10.0, currency=None)])
+    assert f["amount_tenant"].tolist() == [50.0, 10.0, 10.0]
+    assert f["cust_amount_1h"][-1] == pytest.approx(70.0)
+    with pytest.raises(ValueError, match="GBP"):
+        en.enrich([pay(3, 3, currency="GBP")])
+
+
+def test_amount_robust_z_against_own_history_with_shrinkage(rds):
+    en = Enricher(rds, "acme")
+    history = [pay(i, i * 60, amount=float(a)) for i, a in enumerate([40, 45, 50, 55, 60, 42, 48, 52, 58, 50])]
+    en.enrich(history)
+    f = en.enrich([pay(20, 2000, amount=50.0), pay(21, 2001, amount=900.0)])
+    assert abs(f["amount_robust_z"][0]) < 1.0
+    assert f["amount_robust_z"][1] > 5.0
+    assert f["cust_history_n"].tolist() == [10, 11]
+    # no history: the tenant prior decides (default prior median 50)
+    g = en.enrich([pay(30, 0, customer_id="new", amount=50.0)])
+    assert abs(g["amount_robust_z"][0]) < 1e-6
+
+
+def test_hour_of_week_in_tenant_zone_single_and_batch_agree():
+    ts = (np.datetime64("2024-03-31T00:30") - np.datetime64("1970-01-01T00:00")).astype("timedelta64[ms]").astype(np.int64)
+    grid = ts + np.arange(100, dtype=np.int64) * 1_800_000  # crosses the EU DST change
+    batch = hour_of_week(grid, "Europe/Paris")
+    single = np.concatenate([hour_of_week(grid[i:i + 1], "Europe/Paris") for i in range(len(grid))])
+    np.testing.assert_array_equal(batch, single)
+    assert batch[0] == 6 * 24 + 1  # Sunday 01:30 in Paris
+    assert hour_of_week(np.array([0]), "UTC")[0] == 3 * 24  # 1970-01-01 was a Thursday
+
+
+def test_batch_and_single_event_paths_give_identical_features(rds):
+    events = payments(400, seed=3, fraud_rate=0.05, hours=6)
+    batch = Enricher(rds, "acme", EnrichConfig(chunk_size=64)).enrich(events)  # several chunks, 1 pipeline
+    rds.flushdb()
+    en = Enricher(rds, "acme")
+    rows = [en.enrich_one(e) for e in events]
+    single = {k: np.array([r[k] for r in rows]) for k in FEATURE_NAMES}
+    assert_frames_equal(batch, single)
+    assert batch["cust_count_1h"].max() >= 6  # the card-testing bursts are in there
+
+
+def test_state_lost_then_rebuilt_gives_same_features(rds):
+    events = payments(300, seed=4, fraud_rate=0.05, hours=6)
+    history, live = events[:200], events[200:]
+    en = Enricher(rds, "acme")
+    en.enrich(history)
+    expected = en.enrich(live)
+    rds.flushdb()  # Redis lost everything
+    assert rebuild_state(rds, "acme", iter(history), chunk_size=37) == len(history)
+    again = en.enrich(live)
+    assert_frames_equal(expected, again)
+
+
+def test_replayed_batch_is_not_applied_twice(rds):
+    en = Enricher(rds, "acme")
+    events = [pay(i, i) for i in range(3)]
+    first = en.enrich(events)
+    second = en.enrich(events)
+    assert first["applied"].tolist() == [1, 1, 1]
+    assert second["applied"].tolist() == [0, 0, 0]
+    nxt = en.enrich([pay(9, 5)])
+    assert nxt["cust_count_1h"][0] == 4 and nxt["cust_history_n"][0] == 3
+
+
+def test_state_is_bounded_and_tenant_scoped(rds):
+    Enricher(rds, "acme").enrich(payments(50, seed=5))
+    Enricher(rds, "globex").enrich([pay(0, 0)])
+    keys = rds.keys("*")
+    assert keys and all(k.startswith((b"pulse:{acme}:", b"pulse:{globex}:")) for k in keys)
+    assert all(rds.pttl(k) > 0 for k in keys)  # every key expires
+    # the other tenant's traffic on the same ip/customer ids is invisible
+    f = Enricher(rds, "globex").enrich([pay(1, 1)])
+    assert f["cust_count_1h"][0] == 2
+    assert clear_state(rds, "globex") > 0
+    assert not rds.keys("pulse:{globex}:*") and rds.keys("pulse:{acme}:*")
+
+
+def test_bad_input_is_refused(rds):
+    en = Enricher(rds, "acme")
+    with pytest.raises(ValueError, match="type"):
+        en.enrich([pay(0, 0, type="click")])
+    with pytest.raises(ValueError, match="x1f"):
+        en.enrich([pay(0, 0, customer_id="a\x1fb")])
+    with pytest.raises(ValueError):
+        Enricher(rds, "bad{tenant}")
+    assert en.enrich([]).n_rows == 0
