@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ScoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Units of the tenant's currency for one unit of the key currency. Events in a currency that is
+    # neither the tenant's nor listed here are refused at ingestion with a clear reason.
+    fx_rates: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _check_rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        from ingestion.iso4217 import ACCEPTED_CURRENCIES
+
+        for code, rate in rates.items():
+            if code not in ACCEPTED_CURRENCIES:
+                raise ValueError(f"'{code}' is not an ISO 4217 currency code")
+            if not rate > 0:
+                raise ValueError(f"the rate for {code} must be positive")
+        return rates
+
 
 class KpiConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    # Which dimensions get minute buckets (hour and day buckets exist for every dimension).
+    minute_dimensions: list[str] = Field(default_factory=lambda: ["total", "channel", "campaign"])
+    # How client-sent `metric` points combine within a bucket: sum, mean or last (default mean).
+    metric_aggregation: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("metric_aggregation")
+    @classmethod
+    def _check_aggregation(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in value.items() if v not in {"sum", "mean", "last"}}
+        if bad:
+            raise ValueError(f"aggregation must be sum, mean or last: {bad}")
+        return value
+
+
+def fx_rates_for(tenant: Any) -> dict[str, float]:
+    """Rates into the tenant's currency, the tenant's own currency included (1.0)."""
+    from tenants.config import tenant_section
+
+    return {**tenant_section(tenant, "scoring").fx_rates, tenant.currency: 1.0}

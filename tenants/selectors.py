@@ -54,3 +54,15 @@ def membership_role(*, user: Any, tenant: Tenant) -> str | None:
 
 def tenants_active() -> list[Tenant]:
     return list(Tenant.objects.filter(is_active=True).exclude(schema_name="public").order_by("pk"))
+
+
+def tenant_current() -> Tenant:
+    """The Tenant whose schema is active. Tasks activate schemas by name (a stand-in object without
+    fields), so the row is loaded when needed."""
+    from django.db import connection
+
+    tenant = getattr(connection, "tenant", None)
+    if isinstance(tenant, Tenant):
+        return tenant
+    found = Tenant.objects.get(schema_name=connection.schema_name)
+    return found
