@@ -1,0 +1,26 @@
+"""Transaction detectors behind one protocol: `fit(frame) -> self`, `score(frame) -> Scores`."""
+
+from __future__ import annotations
+
+from scoring.detectors.base import Detector, Frame, Reason, Scores, matrix
+from scoring.detectors.iforest import IsolationForestDetector
+from scoring.detectors.statistical import IQRDetector, RobustZDetector
+
+# Kind name -> class: artifacts store the kind, never a pickled object.
+DETECTOR_CLASSES: dict[str, type] = {
+    RobustZDetector.name: RobustZDetector,
+    IQRDetector.name: IQRDetector,
+    IsolationForestDetector.name: IsolationForestDetector,
+}
+
+__all__ = [
+    "DETECTOR_CLASSES",
+    "Detector",
+    "Frame",
+    "IQRDetector",
+    "IsolationForestDetector",
+    "Reason",
+    "RobustZDetector",
+    "Scores",
+    "matrix",
+]
