@@ -94,7 +94,11 @@ class IsolationForestDetector:
             for _ in range(depth):
                 go_right = flat[row_base + feat[node]] > thr[node]  # sklearn: x <= threshold goes left
                 node = children[2 * node + go_right]  # leaves point to themselves
-            out[start:start + k] = np.exp2(-leaf[node].sum(axis=1) / denominator)
+            # Sequential (cumsum) over trees in a C-ordered array: `.sum(axis=1)` changes its
+            # summation order with the memory layout, and one row must score exactly like the
+            # same row inside a batch.
+            total = np.cumsum(np.ascontiguousarray(leaf[node]), axis=1)[:, -1]
+            out[start:start + k] = np.exp2(-total / denominator)
         return out
 
     def score(self, frame: Frame) -> Scores:
