@@ -59,3 +59,61 @@ class Anomaly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.metric or self.entity}@{self.occurred_at:%Y-%m-%d %H:%M} ({self.severity})"
+
+
+class KpiBucket(models.Model):
+    """Additive KPI measures per time bucket and dimension value, updated per ingested batch.
+
+    Ratio KPIs (AOV, CTR, conversion, return rate, payment failure rate) are computed from these
+    sums when read, never averaged. `bucket_start` is a UTC instant; hour and day buckets start at the
+    tenant's local hour/midnight, so a tenant in UTC-8 sees its own days."""
+
+    class Granularity(models.TextChoices):
+        MINUTE = "minute"
+        HOUR = "hour"
+        DAY = "day"
+
+    granularity = models.CharField(max_length=6, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    dimension = models.CharField(max_length=16, help_text="total, channel, campaign, product, store, country")
+    value = models.CharField(max_length=128, blank=True, help_text="the dimension's value; '' for total")
+    revenue = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    orders = models.BigIntegerField(default=0)
+    units = models.BigIntegerField(default=0)
+    sessions = models.BigIntegerField(default=0, help_text="click events: one per session landing")
+    impressions = models.BigIntegerField(default=0)
+    returns = models.BigIntegerField(default=0)
+    refund_amount = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    payments = models.BigIntegerField(default=0)
+    payments_failed = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["granularity", "dimension", "value", "bucket_start"],
+                                               name="one_bucket")]
+        indexes = [models.Index(fields=["granularity", "bucket_start"], name="bucket_time")]
+
+
+class MetricPoint(models.Model):
+    """Client-aggregated KPI points (`metric` events) at the client's own cadence."""
+
+    metric = models.CharField(max_length=64)
+    dimension = models.CharField(max_length=16, default="total")
+    value = models.CharField(max_length=128, blank=True)
+    at = models.DateTimeField()
+    total = models.FloatField(default=0)
+    count = models.IntegerField(default=0)
+    last = models.FloatField(null=True)
+    last_event_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["metric", "dimension", "value", "at"], name="one_metric_point")]
+
+
+class StockLevel(models.Model):
+    """Current stock per product (latest `stock` event by data time) and its thresholds."""
+
+    product_id = models.CharField(max_length=128, primary_key=True)
+    level = models.BigIntegerField()
+    threshold = models.BigIntegerField(null=True, help_text="warning threshold sent with the event or configured")
+    critical_threshold = models.BigIntegerField(null=True)
+    updated_at = models.DateTimeField(help_text="data time of the level")

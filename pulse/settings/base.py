@@ -146,7 +146,9 @@ from .tenancy import *  # noqa: E402,F403
 
 # What happens to an ingested batch after commit, in order; each entry is a callable
 # `consume(*, batch, events)` whose work commits together with its "done" mark (see ingestion.tasks).
-PULSE_BATCH_CONSUMERS: list[str] = []
+PULSE_BATCH_CONSUMERS: list[str] = [
+    "scoring.rollups.rollups_consume",
+]
 # A batch still unprocessed after this many seconds is handed over again (its worker died).
 PULSE_BATCH_SWEEP_AFTER_SECONDS = env_int("PULSE_BATCH_SWEEP_AFTER_SECONDS", 60)
 PULSE_BATCH_MAX_ATTEMPTS = env_int("PULSE_BATCH_MAX_ATTEMPTS", 5)

@@ -1,0 +1,131 @@
+"""Reads of the scoring layer: KPI series from rollups (or from raw events for combinations the
+rollups do not keep), client metric series, anomalies."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from django.db import connection
+
+from .models import KpiBucket, MetricPoint
+from .rollups import DIMENSIONS, KPIS, MEASURES, bucket_starts
+
+
+@dataclass
+class Series:
+    key: dict[str, str]
+    points: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _kpi_value(kpi: Any, parts: dict[str, float]) -> float | None:
+    numerator = float(parts[kpi.numerator])
+    if kpi.denominator is None:
+        return numerator
+    denominator = float(parts[kpi.denominator])
+    return numerator / denominator if denominator else None
+
+
+def _point(kpi: Any, start: datetime, parts: dict[str, float], tz: str) -> dict[str, Any]:
+    point: dict[str, Any] = {"t": pd.Timestamp(start).tz_convert(tz).isoformat(), "value": _kpi_value(kpi, parts)}
+    if kpi.denominator is not None:
+        point["numerator"], point["denominator"] = float(parts[kpi.numerator]), float(parts[kpi.denominator])
+    return point
+
+
+def kpi_series(*, tenant: Any, metric: str, granularity: str, start: datetime, end: datetime,
+               group_by: str | None = None, filters: dict[str, str] | None = None,
+               minute_dimensions: list[str] | None = None) -> tuple[list[Series], str]:
+    """Series of a built-in KPI and where it was read from ("rollup" or "events")."""
+    filters = filters or {}
+    kpi = KPIS[metric]
+    filter_dims = set(filters)
+    dimension = group_by or (next(iter(filter_dims)) if filter_dims else "total")
+    from_rollup = (len(filter_dims) <= 1 and (not filter_dims or filter_dims == {dimension})
+                   and (granularity != "minute" or dimension in (minute_dimensions or [])))
+    if from_rollup:
+        rows = KpiBucket.objects.filter(granularity=granularity, dimension=dimension, bucket_start__gte=start,
+                                        bucket_start__lt=end)
+        if filter_dims:
+            rows = rows.filter(value=filters[dimension])
+        grouped: dict[str, list[Any]] = defaultdict(list)
+        for row in rows.order_by("value", "bucket_start").values("value", "bucket_start", *MEASURES):
+            grouped[row["value"]].append(row)
+        source = "rollup"
+    else:
+        grouped = _aggregate_events(tenant=tenant, granularity=granularity, start=start, end=end,
+                                    group_by=group_by, filters=filters)
+        source = "events"
+    series = []
+    for value, rows_ in sorted(grouped.items()):
+        key = {} if dimension == "total" and not group_by else {group_by or dimension: value}
+        series.append(Series(key=key, points=[_point(kpi, r["bucket_start"], r, tenant.timezone) for r in rows_]))
+    return series, source
+
+
+def _aggregate_events(*, tenant: Any, granularity: str, start: datetime, end: datetime, group_by: str | None,
+                      filters: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    from .config import fx_rates_for
+
+    bucket = ("date_trunc('minute', occurred_at)" if granularity == "minute"
+              else f"date_trunc('{granularity}', occurred_at AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s")
+    group = DIMENSIONS[group_by] if group_by else "''"
+    money = "amount * COALESCE((%(rates)s::jsonb ->> currency)::numeric, 1)"
+    where = ["occurred_at >= %(start)s", "occurred_at < %(end)s"]
+    params: dict[str, Any] = {"tz": tenant.timezone, "rates": json.dumps(fx_rates_for(tenant)), "start": start,
+                              "end": end}
+    for i, (dim, value) in enumerate(sorted(filters.items())):
+        where.append(f"{DIMENSIONS[dim]} = %(f{i})s")
+        params[f"f{i}"] = value
+    sql = f"""
+        SELECT {bucket} AS bucket_start, COALESCE({group}, '') AS value,
+          COALESCE(sum({money}) FILTER (WHERE type = 'order'), 0) AS revenue,
+          count(*) FILTER (WHERE type = 'order') AS orders,
+          COALESCE(sum(COALESCE(quantity, 1)) FILTER (WHERE type = 'order'), 0) AS units,
+          count(*) FILTER (WHERE type = 'click') AS sessions,
+          COALESCE(sum(COALESCE(quantity, 1)) FILTER (WHERE type = 'impression'), 0) AS impressions,
+          count(*) FILTER (WHERE type = 'return') AS returns,
+          COALESCE(sum({money}) FILTER (WHERE type = 'return'), 0) AS refund_amount,
+          count(*) FILTER (WHERE type = 'payment') AS payments,
+          count(*) FILTER (WHERE type = 'payment' AND status = 'failed') AS payments_failed
+        FROM events WHERE {" AND ".join(where)} AND type IN ('order', 'click', 'impression', 'return', 'payment')
+        GROUP BY 1, 2 ORDER BY 2, 1
+    """
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [c.name for c in cursor.description]
+        for row in cursor.fetchall():
+            record = dict(zip(names, row, strict=True))
+            grouped[record["value"]].append(record)
+    return grouped
+
+
+def metric_series(*, tenant: Any, metric: str, granularity: str | None, start: datetime, end: datetime,
+                  aggregation: str, group_by: str | None = None, filters: dict[str, str] | None = None) -> list[Series]:
+    """A client-sent metric at its own cadence (granularity None) or re-bucketed with its aggregation."""
+    filters = filters or {}
+    dimension = group_by or (next(iter(filters)) if filters else "total")
+    rows = MetricPoint.objects.filter(metric=metric, dimension=dimension, at__gte=start, at__lt=end)
+    if filters.get(dimension):
+        rows = rows.filter(value=filters[dimension])
+    frame = pd.DataFrame.from_records(rows.order_by("value", "at").values("value", "at", "total", "count", "last"),
+                                      columns=["value", "at", "total", "count", "last"])
+    series = []
+    for value, part in frame.groupby("value", sort=True):
+        part = part.copy()
+        part["at"] = pd.to_datetime(part["at"], utc=True)
+        if granularity:
+            part["at"] = bucket_starts(part["at"], granularity, tenant.timezone)
+            part = part.groupby("at", sort=True).agg(total=("total", "sum"), count=("count", "sum"),
+                                                     last=("last", "last")).reset_index()
+        values = {"sum": part["total"], "mean": part["total"] / part["count"].clip(lower=1), "last": part["last"]}[
+            aggregation]
+        key = {} if dimension == "total" and not group_by else {dimension: str(value)}
+        series.append(Series(key=key, points=[{"t": t.tz_convert(tenant.timezone).isoformat(), "value": float(v)}
+                                              for t, v in zip(part["at"], values, strict=True)]))
+    return series
