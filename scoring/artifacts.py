@@ -18,7 +18,7 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ def save_model(
         version=version, features=features,
         training_window={"from": training_window[0], "to": training_window[1]},
         code_version=code_version, sha256=hashlib.sha256(payload).hexdigest(), detectors=described,
-        extra=extra or {}, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra=extra or {}, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     npz_path, json_path = _paths(path)
     npz_path.parent.mkdir(parents=True, exist_ok=True)

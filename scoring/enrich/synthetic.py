@@ -8,12 +8,12 @@ features move the right way.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-START = datetime(2024, 5, 6, tzinfo=timezone.utc)  # a Monday
+START = datetime(2024, 5, 6, tzinfo=UTC)  # a Monday
 
 
 def payments(
@@ -68,7 +68,7 @@ def _inject_fraud(events: list[dict[str, Any]], n_fraud: int, rng: np.random.Gen
     while k < n_fraud:
         t0 = start + timedelta(seconds=float(rng.uniform(0, hours * 3600 - 3600)))
         if burst % 2 == 0:  # card testing
-            size = int(min(n_fraud - k, rng.integers(6, 12)))
+            size = min(n_fraud - k, int(rng.integers(6, 12)))
             for j in range(size):
                 out.append({
                     "event_id": f"f{burst}-{j}", "type": "payment",
@@ -80,7 +80,7 @@ def _inject_fraud(events: list[dict[str, Any]], n_fraud: int, rng: np.random.Gen
                     "attributes": {"label": "fraud", "pattern": "card_testing"},
                 })
         else:  # ring: several new customers on one IP and device, large amounts
-            size = int(min(n_fraud - k, rng.integers(3, 6)))
+            size = min(n_fraud - k, int(rng.integers(3, 6)))
             for j in range(size):
                 out.append({
                     "event_id": f"f{burst}-{j}", "type": "payment",

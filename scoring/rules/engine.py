@@ -180,7 +180,7 @@ class RuleResults:
         return self.hits * np.array([r.score for r in self.rules], dtype=np.float64)
 
     def reasons(self, i: int) -> list[Reason]:
-        row = {}
+        row: dict[str, Any] = {}
         out = []
         for j in np.flatnonzero(self.hits[i]):
             if not row:

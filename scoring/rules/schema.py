@@ -156,7 +156,7 @@ def validate_rule(rule: Any, path: str = "rule") -> dict[str, Any]:
     if not isinstance(desc, str) or len(desc) > 500:
         c.err(f"{path}.description", "must be a string of at most 500 characters")
     score = rule.get("score")
-    if not _is_number(score) or not 0.0 <= float(score) <= 1.0:
+    if not _is_number(score) or not 0.0 <= float(score) <= 1.0:  # type: ignore[arg-type]
         c.err(f"{path}.score", "required: a number between 0 and 1")
     if rule.get("severity") not in SEVERITIES:
         c.err(f"{path}.severity", f"required: one of {', '.join(SEVERITIES)}")
@@ -171,7 +171,7 @@ def validate_rule(rule: Any, path: str = "rule") -> dict[str, Any]:
     if c.errors:
         raise RuleValidationError(c.errors)
     return {
-        "name": name, "description": desc, "condition": rule["condition"], "score": float(score),
+        "name": name, "description": desc, "condition": rule["condition"], "score": float(score),  # type: ignore[arg-type]
         "severity": rule["severity"], "action": rule.get("action", "review"),
         "enabled": rule.get("enabled", True),
     }

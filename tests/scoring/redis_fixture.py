@@ -12,8 +12,8 @@ import redis
 REDIS_URL = os.environ.get("PULSE_TEST_SCORING_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
-@pytest.fixture
-def rds() -> Iterator[redis.Redis]:
+@pytest.fixture(name="rds")
+def redis_db_fixture() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from scoring.consensus import ConsensusConfig, combine
-from scoring.rules import RuleSet, default_rules
 from scoring.features import NUMERIC_FEATURES
+from scoring.rules import RuleSet, default_rules
 
 
 def frame(**cols: list[float]) -> dict[str, np.ndarray]:

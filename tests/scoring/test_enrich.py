@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -9,9 +9,9 @@ import pytest
 from scoring.enrich import EnrichConfig, Enricher, clear_state, hour_of_week, rebuild_state
 from scoring.enrich.synthetic import payments
 from scoring.features import FEATURE_NAMES, NUMERIC_FEATURES
-from tests.scoring.redis_fixture import rds  # noqa: F401  (fixture)
+from tests.scoring.redis_fixture import redis_db_fixture  # noqa: F401  (provides the `rds` fixture)
 
-T0 = datetime(2024, 5, 6, 10, 0, tzinfo=timezone.utc)  # Monday 10:00 UTC
+T0 = datetime(2024, 5, 6, 10, 0, tzinfo=UTC)  # Monday 10:00 UTC
 
 
 def pay(i: int, minutes: float, **kw: Any) -> dict[str, Any]:
@@ -176,3 +176,24 @@ def test_bad_input_is_refused(rds):
     with pytest.raises(ValueError):
         Enricher(rds, "bad{tenant}")
     assert en.enrich([]).n_rows == 0
+
+
+def test_dataframe_input_gives_the_same_features_as_dicts(rds):
+    import pandas as pd
+
+    events = payments(60, seed=6, hours=2)
+    from_dicts = Enricher(rds, "acme").enrich(events)
+    rds.flushdb()
+    df = pd.DataFrame(events)
+    df["amount"] = df["amount"].astype(str)  # numeric strings, as a CSV upload would give
+    assert_frames_equal(from_dicts, Enricher(rds, "acme").enrich(df))
+
+
+def test_amount_prior_from_a_sample():
+    from scoring.enrich import amount_prior
+
+    med, mad = amount_prior([10.0, 100.0, 1000.0])
+    assert med == pytest.approx(np.log1p(100.0))
+    assert mad == pytest.approx(np.log1p(100.0) - np.log1p(10.0), rel=0.01)
+    default_med, default_mad = amount_prior([])
+    assert default_med == EnrichConfig().prior_log_median and default_mad == EnrichConfig().prior_log_mad

@@ -10,7 +10,7 @@ from scoring.detectors.training import train_global_model
 from scoring.enrich import Enricher, rebuild_state
 from scoring.enrich.synthetic import labels, payments
 from scoring.rules import RuleSet, default_rules
-from tests.scoring.redis_fixture import rds  # noqa: F401  (fixture)
+from tests.scoring.redis_fixture import redis_db_fixture  # noqa: F401  (provides the `rds` fixture)
 
 
 @pytest.fixture
