@@ -100,3 +100,127 @@ class Quarantine(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [models.Index(fields=["status", "-received_at"], name="quarantine_status_received")]
+
+
+class Upload(models.Model):
+    """A CSV or NDJSON file (optionally gzip) stored on disk and ingested by a worker in chunks.
+
+    `rows_done` is committed in the same transaction as each chunk's events, so a worker that dies
+    resumes after the last stored chunk and never stores or quarantines a row twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        DONE = "done"
+        FAILED = "failed"
+
+    class Source(models.TextChoices):
+        API = "api"
+        IMPORT = "import"
+
+    created_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    import_source = models.ForeignKey("ImportSource", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="uploads")
+    filename = models.CharField(max_length=255, blank=True)
+    format = models.CharField(max_length=8, help_text="csv or ndjson")
+    path = models.CharField(max_length=500, help_text="relative to MEDIA_ROOT")
+    size_bytes = models.BigIntegerField(default=0)
+    compressed = models.BooleanField(default=False)
+    sha256 = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    rows_done = models.BigIntegerField(default=0)
+    rows_total = models.BigIntegerField(null=True, blank=True, help_text="known once the whole file is read")
+    rows_accepted = models.BigIntegerField(default=0)
+    rows_duplicates = models.BigIntegerField(default=0)
+    rows_rejected = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0, help_text="position in the stored file (progress)")
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "updated_at"], name="upload_status_updated")]
+
+    @property
+    def reference(self) -> str:
+        return f"upload:{self.pk}"
+
+
+class ImportSource(models.Model):
+    """A place beat polls for new files: a folder under PULSE_IMPORT_ROOT/<schema>/ or an HTTP(S) URL of
+    one file or of a listing (HTML links, JSON array or one URL per line)."""
+
+    class Kind(models.TextChoices):
+        FOLDER = "folder"
+        HTTP = "http"
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    location = models.CharField(max_length=1000, help_text="folder (relative to the tenant's import root) or URL")
+    pattern = models.CharField(max_length=200, default="*", help_text="shell pattern on file names, e.g. *.csv.gz")
+    format = models.CharField(max_length=8, default="auto", help_text="auto (from the file name), csv or ndjson")
+    enabled = models.BooleanField(default=True)
+    poll_interval_seconds = models.PositiveIntegerField(default=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    files_imported = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class ImportedFile(models.Model):
+    """A file an import source has seen. A file is imported once: the same name with the same
+    fingerprint (size+mtime or ETag/Last-Modified) is not even fetched again, and the same content
+    (sha256) under another name or fingerprint is not ingested again."""
+
+    source = models.ForeignKey(ImportSource, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=500)
+    fingerprint = models.CharField(max_length=200)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField(default=0)
+    upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-seen_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["source", "name", "fingerprint"], name="imported_once")]
+        indexes = [models.Index(fields=["source", "sha256"], name="imported_sha")]
+
+
+class OrderStatusChange(models.Model):
+    """One step of an order's timeline, from an `order` or `order_status` event. `previous_status` follows
+    data time (occurred_at), not arrival order: a late event is slotted in and its successor corrected."""
+
+    order_id = models.CharField(max_length=128)
+    status = models.CharField(max_length=32)
+    previous_status = models.CharField(max_length=32, blank=True)
+    occurred_at = models.DateTimeField()
+    event_id = models.CharField(max_length=128, unique=True)
+    event_type = models.CharField(max_length=16)
+    customer_id = models.CharField(max_length=128, blank=True)
+    batch_id = models.BigIntegerField()
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["order_id", "occurred_at", "event_id"]
+        indexes = [models.Index(fields=["order_id", "occurred_at"], name="order_timeline")]
+
+
+class UsageFlush(models.Model):
+    """Marks a Redis usage delta as added to tenants.UsageCounter (same transaction), so a flush that
+    crashed after the database commit is never added a second time."""
+
+    token = models.CharField(max_length=64, primary_key=True)
+    day = models.DateField()
+    events_accepted = models.BigIntegerField(default=0)
+    api_calls = models.BigIntegerField(default=0)
+    applied_at = models.DateTimeField(default=timezone.now)

@@ -53,15 +53,24 @@ def events_ingest(
     index_offset: int = 0,
     event_id_factory: Callable[[int], str] | None = None,
     now: datetime | None = None,
+    index_map: Sequence[int] | None = None,
+    before_commit: Callable[[EventBatch], None] | None = None,
 ) -> IngestResult:
     """Store the valid events of a batch exactly once and quarantine the invalid ones.
 
-    `index_offset` shifts reported indexes (a file chunk reports row numbers). Must run in the
-    tenant's schema and outside an open transaction (partitions are created in their own)."""
+    `index_offset` shifts reported indexes (a file chunk reports row numbers); `index_map[i]`, when
+    given, is the reported index of raw_events[i] instead (Kafka offsets, which may have gaps).
+    `before_commit(batch)` runs inside the batch transaction, after the counts are set: callers that
+    track progress (uploads) commit it atomically with the events. Must run in the tenant's schema and
+    outside an open transaction (partitions are created in their own)."""
     now = now or timezone.now()
     checked = validate_batch(raw_events, tenant_tz=tenant.timezone, tenant_currency=tenant.currency, now=now,
                              event_id_factory=event_id_factory)
-    result = IngestResult(rejected=[{"index": r["index"] + index_offset, "errors": r["errors"]}
+
+    def position(index: int) -> int:
+        return index_map[index] if index_map is not None else index + index_offset
+
+    result = IngestResult(rejected=[{"index": position(r["index"]), "errors": r["errors"]}
                                     for r in checked.rejected])
 
     # The first occurrence of an id within the batch wins; later ones are duplicates.
@@ -79,7 +88,7 @@ def events_ingest(
         events_copy(batch_id=batch.pk, events=stored)
         if checked.rejected:
             Quarantine.objects.bulk_create([
-                Quarantine(source=source, reference=reference, index=r["index"] + index_offset,
+                Quarantine(source=source, reference=reference, index=position(r["index"]),
                            raw=_raw_for_quarantine(raw_events[r["index"]]), errors=r["errors"],
                            event_id=str(raw_events[r["index"]].get("event_id", ""))[:128]
                            if isinstance(raw_events[r["index"]], dict) else "")
@@ -93,6 +102,8 @@ def events_ingest(
             batch.status, batch.processed_at = EventBatch.Status.DONE, now
         batch.save(update_fields=["accepted", "duplicates", "first_occurred_at", "last_occurred_at", "status",
                                   "processed_at"])
+        if before_commit is not None:
+            before_commit(batch)
         if stored:
             batch_id = batch.pk
             transaction.on_commit(lambda: _hand_over(batch_id))

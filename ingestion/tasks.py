@@ -93,3 +93,43 @@ def partitions_ahead() -> None:
     today = timezone.now()
     months = {((today.year * 12 + today.month - 1 + k) // 12, (today.month - 1 + k) % 12 + 1) for k in range(3)}
     partitions_ensure(months)
+
+
+@shared_task(name="ingestion.upload_process")
+def upload_process(upload_id: int) -> str:
+    """Ingest an upload for one time slice; the rest goes to a new task so no task hits the time limit."""
+    from .uploads import slice_seconds, upload_run
+
+    status = upload_run(upload_id, time_budget=slice_seconds())
+    if status == "continue":
+        upload_process.delay(upload_id)
+    return status
+
+
+@shared_task(name="ingestion.uploads_sweep")
+def uploads_sweep() -> int:
+    """Hand over again uploads a dead worker left behind; they resume from rows_done."""
+    from .uploads import uploads_stale
+
+    ids = uploads_stale(older_than_seconds=getattr(settings, "PULSE_UPLOAD_SWEEP_AFTER_SECONDS", 300))
+    for upload_id in ids:
+        upload_process.delay(upload_id)
+    return len(ids)
+
+
+@shared_task(name="ingestion.usage_flush")
+def usage_flush() -> dict[str, int]:
+    """Move this tenant's Redis usage counters into tenants.UsageCounter (exactly once)."""
+    from .usage import usage_flush as flush
+
+    from .selectors import current_tenant
+
+    return flush(tenant=current_tenant())
+
+
+@shared_task(name="ingestion.imports_poll")
+def imports_poll() -> int:
+    """Poll this tenant's due import sources; each new file becomes an Upload."""
+    from .imports import import_sources_poll
+
+    return import_sources_poll()
