@@ -162,7 +162,10 @@ def score_against_forecast(observed: np.ndarray, yhat: np.ndarray, lower: np.nda
     up_half = np.fmax(np.asarray(upper, dtype=float) - yhat, 1e-9)
     down_half = np.fmax(yhat - np.asarray(lower, dtype=float), 1e-9)
     diff = observed - yhat
-    return np.where(diff >= 0, diff / up_half, diff / down_half)
+    r = np.where(diff >= 0, diff / up_half, diff / down_half)
+    # on the boundary is inside: a count of 0 against a lower bound clipped at 0 is not an anomaly
+    inside = (observed >= lower) & (observed <= upper)
+    return np.where(inside, np.clip(r, -0.999, 0.999), r)
 
 
 class ProphetResidual:

@@ -14,7 +14,7 @@ Log ratios with a smoothing constant keep zero-heavy series finite and make feat
 forest configuration serves series of any size. The forest's anomaly score is calibrated against the
 series' own training scores: 0.5 (the threshold) is `threshold` times the distance from the median to the
 99th percentile of training scores (a forest cannot score a point much beyond the most
-isolated training points, so the threshold sits at that edge; consensus supplies the confirmation).
+isolated training points, so the threshold sits just past that edge, at 1.2x; consensus confirms).
 """
 
 from __future__ import annotations
@@ -84,8 +84,10 @@ class IsolationForestKpi:
 
     name = "iforest"
 
-    def __init__(self, *, threshold: float = 1.0, n_estimators: int = 100, min_train: int | None = None,
-                 cadence: Cadence | None = None, seed: int = 0, history_days: int = 35) -> None:
+    def __init__(self, *, threshold: float = 1.2, n_estimators: int = 100, min_train: int | None = None,
+                 cadence: Cadence | None = None, seed: int = 0, history_days: int = 35,
+                 kind: str = "gauge") -> None:
+        self.kind = kind
         self.threshold = threshold
         self.n_estimators = n_estimators
         self.min_train = min_train
@@ -110,6 +112,8 @@ class IsolationForestKpi:
         level = np.nanmedian(np.abs(grid)) if np.isfinite(grid).any() else 0.0
         # smoothing constant: 1 unit for counts in practice, 1 % of the typical level for big series
         self.smooth = float(max(0.01 * level, 1e-6)) if level > 100 else float(max(min(1.0, level), 1e-6))
+        if self.kind == "count":
+            self.smooth = max(self.smooth, 1.0)  # below one event per bucket, 0 vs 1 is not a 2x change
         feats = day_features(grid, cadence.per_day, self.smooth)
         X = feats[np.isfinite(feats).all(axis=1)]
         need = self.min_train or max(14, 7 * cadence.per_day if cadence.per_day > 1 else 14)

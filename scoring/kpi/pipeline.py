@@ -49,7 +49,7 @@ def build_detectors(config: KpiConfig, cadence: Cadence) -> list[KpiDetector]:
                                        horizon_buckets=period // cadence.seconds + 1,
                                        min_history=max(14, 2 * cadence.per_day)))
         elif name == "iforest":
-            out.append(IsolationForestKpi(cadence=cadence))
+            out.append(IsolationForestKpi(cadence=cadence, kind=config.kind))
         else:
             raise ValueError(f"unknown KPI detector {name!r}")
     return out

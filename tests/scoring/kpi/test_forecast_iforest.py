@@ -36,6 +36,9 @@ def test_score_against_forecast_is_side_aware():
     r = score_against_forecast(np.array([15.0, 4.0, 10.0]), np.array([10.0] * 3), np.array([5.0] * 3),
                                np.array([20.0] * 3))
     np.testing.assert_allclose(r, [0.5, -1.2, 0.0])
+    # on the boundary counts as inside (0 orders against a lower bound clipped at 0)
+    edge = ProphetResidual().score_batch(np.array([0.0]), np.array([0.8]), np.array([0.0]), np.array([4.0]))
+    assert not edge.flags()[0]
 
 
 def test_prophet_residual_detects_drop_deterministically():
