@@ -10,6 +10,7 @@ COPY scoring scoring
 COPY learning learning
 COPY alerts alerts
 COPY insights insights
+COPY monitoring monitoring
 COPY simulator simulator
 COPY templates templates
 COPY manage.py ./

@@ -14,7 +14,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pulse.settings.local")
 
 SCHEMA_HEADER = "_schema_name"
 # Apps may ship a `schedule.py` with a plain `SCHEDULE` dict (no Django imports) merged into beat.
-SCHEDULE_MODULES = ("tenants", "ingestion", "scoring", "learning", "alerts", "insights")
+SCHEDULE_MODULES = ("tenants", "ingestion", "scoring", "monitoring", "learning", "alerts", "insights")
 
 
 class TenantTask(Task):

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("tenants.urls")),
     path("", include("ingestion.urls")),
     path("", include("scoring.urls")),
+    path("", include("monitoring.urls")),
     path("", include("learning.urls")),
     path("", include("alerts.urls")),
     path("", include("insights.urls")),

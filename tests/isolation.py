@@ -30,7 +30,7 @@ CORE_CASES: list[IsolationCase] = []
 
 def all_cases() -> list[IsolationCase]:
     cases = list(CORE_CASES)
-    for app in ("tenants", "ingestion", "scoring", "learning", "alerts", "insights"):
+    for app in ("tenants", "ingestion", "scoring", "monitoring", "learning", "alerts", "insights"):
         try:
             module = importlib.import_module(f"tests.{app}.isolation_cases")
         except ModuleNotFoundError as exc:

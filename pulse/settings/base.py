@@ -58,6 +58,7 @@ TENANT_APPS = [
     "django.contrib.contenttypes",
     "ingestion",
     "scoring",
+    "monitoring",
     "learning",
     "alerts",
     "insights",

@@ -13,7 +13,7 @@ TENANT_LIMIT_SET_CALLS = True
 PULSE_CONFIG_SECTIONS = {
     "ingestion": "ingestion.config.IngestionConfig",
     "scoring": "scoring.config.ScoringConfig",
-    "kpi": "scoring.config.KpiConfig",
+    "kpi": "monitoring.config.KpiConfig",
     "learning": "learning.config.LearningConfig",
     "alerts": "alerts.config.AlertsConfig",
 }
