@@ -27,7 +27,7 @@ migrate: services
 ## Platform with the demo tenant fed live by the simulator (Ctrl-C stops everything).
 run: migrate
 	$(BIN)/python manage.py demo_setup
-	$(BIN)/python scripts/run.py --port $(PULSE_PORT) $(if $(wildcard ingestion/management/commands/demo_feed.py),--feed,)
+	$(BIN)/python scripts/run.py --port $(PULSE_PORT) $(if $(wildcard insights/management/commands/demo_feed.py),--feed,)
 
 ## The same services without the demo feed (integrators, benchmarks).
 serve: migrate
