@@ -348,7 +348,7 @@ def alerts_resolve_quiet(*, now: datetime | None = None) -> int:
     cutoff = now - timedelta(minutes=ctx.config.resolve_after_minutes)
     result = DispatchResult()
     with transaction.atomic():
-        alerts = list(Alert.objects.select_for_update(skip_locked=True)
+        alerts = list(Alert.objects.select_for_update(skip_locked=True, of=("self",))
                       .filter(status=Alert.Status.OPEN, last_seen_at__lt=cutoff).select_related("last_anomaly"))
         if not alerts:
             return 0
