@@ -16,6 +16,13 @@ from tenants.models import UsageCounter
 EVENT = {"type": "click", "timestamp": "2026-11-20T10:00:00Z"}
 
 
+@pytest.fixture(autouse=True)
+def clean_counters(redis_client):  # type: ignore[no-untyped-def]
+    """Counters set here (a used-up quota) must not leak into other tests of the session."""
+    yield
+    redis_client.flushdb()
+
+
 def _counter(tenant) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     row = UsageCounter.objects.filter(tenant=tenant, day=datetime.now(UTC).date()).first()
     return (row.events_accepted, row.api_calls) if row else (0, 0)
