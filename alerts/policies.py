@@ -6,7 +6,7 @@ Quiet hours are a daily window in the tenant's time zone; a window that crosses 
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -131,7 +131,7 @@ def quiet_until(quiet: dict[str, Any] | None, now: datetime, tz: ZoneInfo) -> da
         else:
             return None
     # combine() with a ZoneInfo resolves DST gaps/folds the way the wall clock reads.
-    return datetime.combine(end_day, end, tzinfo=tz).astimezone(timezone.utc)
+    return datetime.combine(end_day, end, tzinfo=tz).astimezone(UTC)
 
 
 def quiet_allows(quiet: dict[str, Any] | None, severity: str) -> bool:
@@ -145,4 +145,4 @@ def window_end(now: datetime, minutes: int) -> datetime:
     window shares one send time and folds into one digest."""
     step = minutes * 60
     epoch = now.timestamp()
-    return datetime.fromtimestamp((int(epoch // step) + 1) * step, tz=timezone.utc)
+    return datetime.fromtimestamp((int(epoch // step) + 1) * step, tz=UTC)

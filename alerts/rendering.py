@@ -38,9 +38,10 @@ def _when(value: datetime | str | None, tz: ZoneInfo) -> str:
         return "–"
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             return value
+        value = parsed
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .base import ChannelConfigError, Outcome, Transport, TransportError, register, transport_class, transport_for
+from .base import (
+    ChannelConfigError,
+    Outcome,
+    Transport,
+    TransportError,
+    register,
+    transport_class,
+    transport_for,
+)
 from .email import EmailTransport
 from .slack import SlackTransport
 from .webhook import WebhookTransport, sign_body

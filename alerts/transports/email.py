@@ -4,7 +4,6 @@ django-anymail) is chosen by settings. HTML and plain-text bodies from templates
 from __future__ import annotations
 
 import smtplib
-import socket
 from typing import Any
 
 from django.conf import settings
@@ -80,7 +79,7 @@ class EmailTransport(Transport):
         email.attach_alternative(html, "text/html")
         try:
             email.send(fail_silently=False)
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise _classify(exc) from exc
         except Exception as exc:  # ESP backends raise their own types; classify rather than crash the task
             if type(exc).__module__.startswith("anymail"):

@@ -9,8 +9,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -119,7 +118,7 @@ def eager_celery() -> Iterator[None]:
     app.conf.task_always_eager = previous
 
 
-T0 = datetime(2025, 3, 3, 12, 0, tzinfo=dt_timezone.utc)  # a Monday, noon UTC
+T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)  # a Monday, noon UTC
 
 
 def make_anomaly(**overrides: Any) -> Any:

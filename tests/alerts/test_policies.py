@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,7 @@ from alerts.policies import (
     window_end,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def _anomaly(**kw):  # type: ignore[no-untyped-def]

@@ -25,12 +25,11 @@ def _verify(secret: str, req) -> bool:  # type: ignore[no-untyped-def]
 
 
 def _alert_delivery(channel: Channel) -> Delivery:
-    from scoring.services import anomalies_record
+    import uuid
 
     from alerts import rendering
     from alerts.models import Alert
-
-    import uuid
+    from scoring.services import anomalies_record
 
     (anomaly,) = anomalies_record(anomalies=[make_anomaly(fingerprint=f"kpi:test:{uuid.uuid4().hex}")])
     alert = Alert.objects.create(fingerprint=anomaly.fingerprint, title=rendering.anomaly_title(anomaly), kind="kpi",
