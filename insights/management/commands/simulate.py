@@ -29,9 +29,10 @@ from insights.management.simulation import (
     tenant_currency,
     write_json,
 )
-from simulator import generate
+from simulator import Scenario, generate
 from simulator.client import PulseClient, PulseClientError
 from simulator.io import write_labels
+from simulator.replay import TimeShift
 
 
 def stop_on_signals() -> threading.Event:
@@ -83,7 +84,7 @@ class Command(BaseCommand):
         quiet_http_logs()
         stop = stop_on_signals()
         with PulseClient(opts["base_url"], opts["api_key"], timeout=opts["timeout"]) as client:
-            summary, ok = run_simulation(client, opts, stop=stop, log=self._log)
+            summary, ok, _scenario, _shift = run_simulation(client, opts, stop=stop, log=self._log)
         self.stdout.write(json.dumps(summary))
         if not ok:
             raise CommandError(f"{summary['sent'] - summary['accepted'] - summary['duplicates']} of "
@@ -94,8 +95,9 @@ class Command(BaseCommand):
 
 
 def run_simulation(client: PulseClient, opts: dict[str, Any], *, stop: threading.Event,
-                   log: Any) -> tuple[dict[str, Any], bool]:
-    """The command's work, reusable by `evaluate_scenario`: returns (summary, every event stored)."""
+                   log: Any) -> tuple[dict[str, Any], bool, Scenario, TimeShift | None]:
+    """The command's work, reusable by `evaluate_scenario`: (summary, every event stored, the scenario
+    sent, the time shift applied to it)."""
     cfg = scenario_config(opts["scenario"], seed=opts.get("seed"))
     currency = _currency(client, cfg.currency, opts.get("currency", "tenant"), log)
     if currency:
@@ -129,7 +131,7 @@ def run_simulation(client: PulseClient, opts: dict[str, Any], *, stop: threading
         out = Path(opts["out"])
         write_labels(shifted_label_set(scenario, result.shift), out / "labels.json")
         write_json(out / "summary.json", summary)
-    return summary, counts.complete
+    return summary, counts.complete, scenario, result.shift
 
 
 def _currency(client: PulseClient, scenario_currency: str, choice: str, log: Any) -> str | None:
