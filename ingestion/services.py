@@ -66,6 +66,7 @@ def events_ingest(
     now = now or timezone.now()
     checked = validate_batch(raw_events, tenant_tz=tenant.timezone, tenant_currency=tenant.currency, now=now,
                              event_id_factory=event_id_factory)
+    _reject_unconvertible(checked, tenant)
 
     def position(index: int) -> int:
         return index_map[index] if index_map is not None else index + index_offset
@@ -112,6 +113,25 @@ def events_ingest(
         batch.accepted, batch.duplicates, batch.pk, stored)
     _count_usage(tenant, accepted=batch.accepted, rejected=len(checked.rejected), now=now)
     return result
+
+
+def _reject_unconvertible(checked: Any, tenant: Any) -> None:
+    """Amounts are compared and summed in the tenant's currency: refuse currencies without a rate."""
+    if not any(e["currency"] not in (None, tenant.currency) for _, e in checked.valid):
+        return
+    from scoring.config import fx_rates_for
+
+    rates = fx_rates_for(tenant)
+    keep = []
+    for index, event in checked.valid:
+        if event["currency"] is None or event["currency"] in rates:
+            keep.append((index, event))
+        else:
+            checked.rejected.append({"index": index, "errors": {"currency": [
+                f"No exchange rate from {event['currency']} to {tenant.currency} is configured for this tenant "
+                f"(config scoring.fx_rates)."]}})
+    checked.valid = keep
+    checked.rejected.sort(key=lambda r: r["index"])
 
 
 def _hand_over(batch_id: int) -> None:
