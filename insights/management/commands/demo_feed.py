@@ -75,8 +75,7 @@ class Command(BaseCommand):
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot read {state_path} ({exc}); run `python manage.py demo_setup` first") from exc
         base_url = opts["base_url"] or state.get("base_url") or settings.PULSE_BASE_URL
-        stop = stop_on_signals()
-        with PulseClient(base_url, state["api_key"], timeout=60.0) as client:
+        with stop_on_signals() as stop, PulseClient(base_url, state["api_key"], timeout=60.0) as client:
             self._log(f"demo feed: waiting for {base_url}")
             try:
                 client.wait_until_up(opts["wait_server"], stop=stop)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +37,24 @@ from simulator.io import write_labels
 from simulator.replay import TimeShift
 
 
-def stop_on_signals() -> threading.Event:
-    """SIGINT/SIGTERM ask the replay to stop between batches (and cut pacing sleeps short)."""
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM ask the replay to stop between batches (and cut pacing sleeps short); the previous
+    handlers come back afterwards (call_command from a test or a shell must not keep ours)."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: Any) -> None:
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-    return stop
+    if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def add_connection_arguments(parser: CommandParser, *, key_required: bool = True) -> None:
@@ -82,8 +92,8 @@ class Command(BaseCommand):
         if opts["speedup"] is not None and opts["speedup"] <= 0:
             raise CommandError("--speedup must be positive")
         quiet_http_logs()
-        stop = stop_on_signals()
-        with PulseClient(opts["base_url"], opts["api_key"], timeout=opts["timeout"]) as client:
+        with stop_on_signals() as stop, PulseClient(opts["base_url"], opts["api_key"],
+                                                   timeout=opts["timeout"]) as client:
             summary, ok, _scenario, _shift = run_simulation(client, opts, stop=stop, log=self._log)
         self.stdout.write(json.dumps(summary))
         if not ok:
