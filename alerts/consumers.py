@@ -86,21 +86,25 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "detail": "last_id must be an integer"})
             return
         messages = await _since(self.schema, last_id, CATCH_UP_LIMIT)
-        for envelope in messages:
-            await self._send_once(envelope)
+        for envelope in messages:  # asked for explicitly: sent even if sent before
+            self._remember(envelope.get("id"))
+            await self.send_json(envelope)
         newest = messages[-1]["id"] if messages else last_id
         await self.send_json({"type": "caught_up", "last_id": newest, "more": len(messages) == CATCH_UP_LIMIT})
 
-    async def _send_once(self, envelope: dict[str, Any]) -> None:
-        message_id = envelope.get("id")
-        if isinstance(message_id, int):
-            if message_id in self.recent_set:
-                return
-            if len(self.recent) == self.recent.maxlen:
-                self.recent_set.discard(self.recent[0])
-            self.recent.append(message_id)
-            self.recent_set.add(message_id)
-        await self.send_json(envelope)
+    def _remember(self, message_id: Any) -> bool:
+        """Record an id as sent; False when it already was."""
+        if not isinstance(message_id, int):
+            return True
+        if message_id in self.recent_set:
+            return False
+        if len(self.recent) == self.recent.maxlen:
+            self.recent_set.discard(self.recent[0])
+        self.recent.append(message_id)
+        self.recent_set.add(message_id)
+        return True
 
     async def feed_message(self, event: dict[str, Any]) -> None:
-        await self._send_once(event["payload"])
+        envelope = event["payload"]
+        if self._remember(envelope.get("id")):  # not already replayed by a catch-up
+            await self.send_json(envelope)
