@@ -117,3 +117,117 @@ class StockLevel(models.Model):
     threshold = models.BigIntegerField(null=True, help_text="warning threshold sent with the event or configured")
     critical_threshold = models.BigIntegerField(null=True)
     updated_at = models.DateTimeField(help_text="data time of the level")
+
+
+class Rule(models.Model):
+    """A tenant's rule as data (validated by scoring.rules before every save); every change also
+    writes a RuleVersion, so the history survives updates and deletion."""
+
+    class Severity(models.TextChoices):
+        LOW = "low"
+        MEDIUM = "medium"
+        HIGH = "high"
+        CRITICAL = "critical"
+
+    class Action(models.TextChoices):
+        ALLOW = "allow"
+        REVIEW = "review"
+        BLOCK = "block"
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=500, blank=True)
+    condition = models.JSONField(help_text='e.g. {"feature": "cust_count_1h", "op": ">", "value": 5}')
+    score = models.FloatField(help_text="evidence weight 0..1 combined by the consensus")
+    severity = models.CharField(max_length=8, choices=Severity.choices)
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.REVIEW)
+    enabled = models.BooleanField(default=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    def definition(self) -> dict:
+        return {"name": self.name, "description": self.description, "condition": self.condition,
+                "score": self.score, "severity": self.severity, "action": self.action, "enabled": self.enabled}
+
+
+class RuleVersion(models.Model):
+    """One row per change of a rule. Its largest id is the tenant's rules revision (engine cache key)."""
+
+    class Change(models.TextChoices):
+        CREATED = "created"
+        UPDATED = "updated"
+        DELETED = "deleted"
+
+    rule = models.ForeignKey(Rule, null=True, on_delete=models.SET_NULL, related_name="versions")
+    rule_name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    change = models.CharField(max_length=8, choices=Change.choices)
+    definition = models.JSONField()
+    changed_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["rule_name", "-version"], name="ruleversion_name")]
+
+
+class ModelVersion(models.Model):
+    """The tenant's model registry (the one place models are registered, promoted and rolled back).
+
+    Version 0 is the global cold-start model shipped in scoring/artifacts_store; the learning layer
+    registers tenant models as candidates and promotes them through scoring.registry."""
+
+    class Kind(models.TextChoices):
+        GLOBAL = "global"
+        TENANT = "tenant"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        CANDIDATE = "candidate"
+        RETIRED = "retired"
+
+    version = models.PositiveIntegerField(unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE)
+    artifact_path = models.CharField(max_length=500, help_text="relative to scoring/artifacts_store for the "
+                                                               "global model, else to the media root")
+    sha256 = models.CharField(max_length=64)
+    metrics = models.JSONField(default=dict, blank=True)
+    training_from = models.DateTimeField(null=True, blank=True)
+    training_to = models.DateTimeField(null=True, blank=True)
+    features = models.JSONField(default=list, blank=True)
+    code_version = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [models.UniqueConstraint(fields=["status"], condition=models.Q(status="active"),
+                                               name="one_active_model")]
+
+    def __str__(self) -> str:
+        return f"model v{self.version} ({self.kind}, {self.status})"
+
+
+class CalibrationState(models.Model):
+    """Per detector (of one model version): the tenant's percentile calibration of raw scores, fitted
+    on its recent traffic. Also holds the tenant's amount prior (detector 'amount_prior', no model
+    version): the tenant-wide centre/spread of log amounts that new customers are compared with."""
+
+    model_version = models.PositiveIntegerField(null=True, blank=True,
+                                                help_text="empty for model-independent state (the amount prior)")
+    detector = models.CharField(max_length=64, help_text="detector name, or 'amount_prior'")
+    calibrator = models.JSONField(help_text="scoring.calibration to_dict() output")
+    n_reference = models.PositiveIntegerField(default=0)
+    fitted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model_version", "detector"], name="one_calibration",
+                                               nulls_distinct=False)]

@@ -1,5 +1,5 @@
 """Reads of the scoring layer: KPI series from rollups (or from raw events for combinations the
-rollups do not keep), client metric series, anomalies."""
+rollups do not keep), client metric series, anomalies, rules and their versions."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any
 
 import pandas as pd
 from django.db import connection
+from django.db.models import Q, QuerySet
 
-from .models import KpiBucket, MetricPoint
+from .models import Anomaly, KpiBucket, MetricPoint, Rule, RuleVersion
 from .rollups import DIMENSIONS, KPIS, MEASURES, bucket_starts
 
 
@@ -129,3 +130,46 @@ def metric_series(*, tenant: Any, metric: str, granularity: str | None, start: d
         series.append(Series(key=key, points=[{"t": t.tz_convert(tenant.timezone).isoformat(), "value": float(v)}
                                               for t, v in zip(part["at"], values, strict=True)]))
     return series
+
+
+# ---------------------------------------------------------------------------------------------
+# anomalies and rules
+
+SEVERITY_ORDER = ("low", "medium", "high", "critical")
+
+
+def anomalies_filter(*, start: datetime | None = None, end: datetime | None = None, kind: str | None = None,
+                     severity: str | None = None, detector: str | None = None, metric: str | None = None,
+                     entity: str | None = None, status: str | None = None, q: str | None = None) -> QuerySet[Anomaly]:
+    """Anomalies matching the DESIGN.md filters. `start`/`end` bound the data time (occurred_at);
+    `severity` means "at least"; `detector` matches a detector score or a reason (e.g. "rule:shared_ip");
+    `q` is a case-insensitive substring search over reasons, entity and metric."""
+    rows = Anomaly.objects.all()
+    if start is not None:
+        rows = rows.filter(occurred_at__gte=start)
+    if end is not None:
+        rows = rows.filter(occurred_at__lt=end)
+    if kind:
+        rows = rows.filter(kind=kind)
+    if severity:
+        rows = rows.filter(severity__in=SEVERITY_ORDER[SEVERITY_ORDER.index(severity):])
+    if detector:
+        rows = rows.filter(Q(detectors__has_key=detector) | Q(reasons__contains=[{"detector": detector}]))
+    if metric:
+        rows = rows.filter(metric=metric)
+    if entity:
+        rows = rows.filter(entity=entity)
+    if status:
+        rows = rows.filter(status=status)
+    if q:
+        rows = rows.filter(Q(entity__icontains=q) | Q(metric__icontains=q) | Q(reasons__icontains=q))
+    return rows
+
+
+def rules_list() -> QuerySet[Rule]:
+    return Rule.objects.all().order_by("name")
+
+
+def rule_versions(*, rule: Rule) -> QuerySet[RuleVersion]:
+    """Every version of a rule, newest first (including those from before a rename)."""
+    return RuleVersion.objects.filter(Q(rule=rule) | Q(rule__isnull=True, rule_name=rule.name)).order_by("-id")

@@ -149,6 +149,7 @@ from .tenancy import *  # noqa: E402,F403
 # `consume(*, batch, events)` whose work commits together with its "done" mark (see ingestion.tasks).
 PULSE_BATCH_CONSUMERS: list[str] = [
     "scoring.rollups.rollups_consume",
+    "scoring.pipeline.transactions_consume",
 ]
 # A batch still unprocessed after this many seconds is handed over again (its worker died).
 PULSE_BATCH_SWEEP_AFTER_SECONDS = env_int("PULSE_BATCH_SWEEP_AFTER_SECONDS", 60)

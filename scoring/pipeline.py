@@ -1,0 +1,494 @@
+"""The transaction scoring path shared by the async consumer and the synchronous fraud-check.
+
+    events (rows of the events table) -> enrichment (Redis, one round trip) -> detectors ->
+    calibration -> rules -> consensus -> Anomaly rows for REVIEW/BLOCK (bulk, delivery after commit)
+
+`score_transactions` is the one implementation: the batch consumer calls it with a batch, the
+fraud-check with the single payment it has just stored (read back from the events table, so both
+see exactly the same input). Engines (model, calibrators, rules, consensus settings) are built
+once per worker process and cached by (tenant, model version, rules revision, calibration revision,
+config fingerprint): no per-event database or model loads; one small revision query per call.
+
+Redis state can be lost (flush, failover): a marker key under the tenant's prefix says the state
+is complete; when it is missing the state is rebuilt from PostgreSQL events of the enrichment
+horizon before scoring (`state_ensure`).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import redis as redis_lib
+from django.db import connection
+from django.utils import timezone
+
+from scoring.calibration import Calibrator, PercentileCalibrator, calibrator_from_dict
+from scoring.consensus import DECISIONS, SEVERITIES, ConsensusConfig, ConsensusResult, ScoringEngine
+from scoring.enrich import (
+    TRANSACTION_TYPES,
+    EnrichConfig,
+    Enricher,
+    FeatureFrame,
+    rebuild_state,
+    tenant_prefix,
+)
+from scoring.rules import RuleSet
+
+from .config import ScoringConfig, fx_rates_for, scoring_config
+
+log = logging.getLogger(__name__)
+
+MARKER_KEY = "meta:ready"  # under the tenant prefix: a flush or clear_state removes it with the state
+RESERVOIR_KEY = "meta:raw:{version}:{detector}"
+AMOUNTS_KEY = "meta:amounts"
+AMOUNT_PRIOR = "amount_prior"
+_PER_BATCH_SAMPLE = 500  # raw scores pushed to the calibration reservoir per batch and detector
+
+
+# ---------------------------------------------------------------------------------------------
+# input
+
+
+def transaction_inputs(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Enrichment input from stored events (`occurred_at`) or validated ones (`timestamp`).
+
+    A card fingerprint sent as `attributes.card_fingerprint` stands for the payment method: it is
+    what "distinct cards per customer" must count (the method alone, "card", would hide card testing).
+    """
+    out = []
+    for e in events:
+        attrs = e.get("attributes")
+        card = attrs.get("card_fingerprint") if isinstance(attrs, dict) else None
+        out.append({
+            "event_id": e.get("event_id"), "type": e.get("type"),
+            "timestamp": e.get("occurred_at") or e.get("timestamp"), "customer_id": e.get("customer_id"),
+            "ip": e.get("ip"), "device_id": e.get("device_id"),
+            "payment_method": str(card) if card else e.get("payment_method"),
+            "country": e.get("country"), "amount": e.get("amount"), "currency": e.get("currency"),
+            "status": e.get("status"), "channel": e.get("channel"),
+        })
+    return out
+
+
+def is_transaction(event: Mapping[str, Any]) -> bool:
+    return event.get("type") in TRANSACTION_TYPES
+
+
+def tenant_key(tenant: Any) -> str:
+    """The tenant's Redis prefix name: its schema (unique, and already restricted to [a-z0-9_])."""
+    return str(tenant.schema_name)
+
+
+def enrich_config_for(tenant: Any, config: ScoringConfig, prior: tuple[float, float] | None = None) -> EnrichConfig:
+    e = config.enrichment
+    kwargs: dict[str, Any] = {}
+    if prior is not None:
+        kwargs["prior_log_median"], kwargs["prior_log_mad"] = prior
+    return EnrichConfig(
+        timezone=tenant.timezone, currency=tenant.currency, fx_rates=fx_rates_for(tenant),
+        new_customer_seconds=e.new_customer_seconds, short_window_seconds=e.short_window_seconds,
+        long_window_seconds=e.long_window_seconds, attribute_retention_seconds=e.attribute_retention_seconds,
+        profile_ttl_seconds=e.profile_ttl_seconds, **kwargs)
+
+
+def consensus_config_for(config: ScoringConfig) -> ConsensusConfig:
+    c = config.consensus
+    return ConsensusConfig(review_threshold=c.review_threshold, block_threshold=c.block_threshold,
+                           critical_threshold=c.critical_threshold, default_detector_weight=c.default_detector_weight,
+                           detector_weights=dict(c.detector_weights), evidence_start=c.evidence_start,
+                           vote_threshold=c.vote_threshold, k_of_n=c.k_of_n)
+
+
+# ---------------------------------------------------------------------------------------------
+# engines, cached per process
+
+
+@dataclass(frozen=True, slots=True)
+class EngineKey:
+    schema: str
+    model_version: int
+    model_sha256: str
+    rules_revision: int
+    calibration_revision: str
+    config: str
+
+
+def _rule_subject(condition: Any) -> str:
+    """'ip' or 'device' when a rule is about the IP or device (its anomaly's entity), else 'customer'."""
+    features: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "feature" in node:
+                features.append(str(node["feature"]))
+            for key in ("all", "any"):
+                for child in node.get(key, []) or []:
+                    walk(child)
+            if "not" in node:
+                walk(node["not"])
+
+    walk(condition)
+    for subject in ("ip", "device"):
+        if any(f.startswith(f"{subject}_") for f in features):
+            return subject
+    return "customer"
+
+
+@dataclass
+class TenantScorer:
+    """Everything needed to score one tenant's transactions, built once per cache key."""
+
+    key: EngineKey
+    engine: ScoringEngine
+    enrich_config: EnrichConfig
+    config: ScoringConfig
+    currency: str
+    rule_subjects: dict[str, str]
+    _enrichers: dict[int, Enricher] = field(default_factory=dict)
+
+    @property
+    def model_version(self) -> int:
+        return self.key.model_version
+
+    def enricher(self, client: redis_lib.Redis) -> Enricher:
+        enricher = self._enrichers.get(id(client))
+        if enricher is None:
+            enricher = Enricher(client, self.key.schema, self.enrich_config)
+            self._enrichers[id(client)] = enricher
+        return enricher
+
+
+_engines: OrderedDict[EngineKey, TenantScorer] = OrderedDict()
+_engines_lock = threading.Lock()
+_MAX_ENGINES = 64
+
+
+def _revisions() -> tuple[int | None, str | None, int, str]:
+    """(active model version, its sha256, rules revision, calibration revision) in one query."""
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            SELECT (SELECT version FROM scoring_modelversion WHERE status = 'active'),
+                   (SELECT sha256 FROM scoring_modelversion WHERE status = 'active'),
+                   (SELECT COALESCE(max(id), 0) FROM scoring_ruleversion),
+                   (SELECT COALESCE(max(fitted_at)::text, '') || ':' || count(*) FROM scoring_calibrationstate)
+        """)
+        version, sha, rules_rev, cal_rev = cursor.fetchone()
+    return version, sha, int(rules_rev), str(cal_rev)
+
+
+def scorer_for(tenant: Any) -> TenantScorer:
+    """The tenant's scorer for its current model, rules, calibration and config (cached)."""
+    from . import registry
+    from .services import rules_ensure_defaults
+
+    config = scoring_config(tenant)
+    version, sha, rules_rev, cal_rev = _revisions()
+    if version is None or rules_rev == 0:
+        # First use: version 0 (the global model) and the default rule set.
+        registry.active_version()
+        rules_ensure_defaults(tenant=tenant)
+        version, sha, rules_rev, cal_rev = _revisions()
+    key = EngineKey(tenant_key(tenant), int(version), str(sha), rules_rev, cal_rev, config.fingerprint())
+    scorer = _engines.get(key)
+    if scorer is not None:
+        return scorer
+    with _engines_lock:
+        scorer = _engines.get(key)
+        if scorer is None:
+            scorer = _build_scorer(tenant, key, config)
+            _engines[key] = scorer
+            for old in [k for k in _engines if k.schema == key.schema and k != key]:
+                del _engines[old]  # a tenant's superseded engines are never used again
+            while len(_engines) > _MAX_ENGINES:
+                _engines.popitem(last=False)
+        _engines.move_to_end(key)
+    return scorer
+
+
+def _build_scorer(tenant: Any, key: EngineKey, config: ScoringConfig) -> TenantScorer:
+    from . import registry
+    from .models import CalibrationState, ModelVersion, Rule
+
+    row = ModelVersion.objects.get(version=key.model_version)
+    model = registry.load_version(row)
+    states = {s.detector: s for s in CalibrationState.objects.filter(model_version=key.model_version)}
+    calibrators: dict[str, Calibrator] = {}
+    for det in model.detectors:
+        state = states.get(det.name)
+        if state is not None and state.n_reference >= config.calibration.min_scores:
+            calibrators[det.name] = calibrator_from_dict(state.calibrator)
+        else:
+            calibrators[det.name] = model.calibrators[det.name]  # global default until enough data
+    prior_row = CalibrationState.objects.filter(model_version__isnull=True, detector=AMOUNT_PRIOR).first()
+    prior = None
+    if prior_row is not None and prior_row.n_reference >= config.calibration.min_scores:
+        prior = (float(prior_row.calibrator["log_median"]), float(prior_row.calibrator["log_mad"]))
+    rules = [r.definition() for r in Rule.objects.all()]
+    engine = ScoringEngine(model.detectors, calibrators, RuleSet(rules), consensus_config_for(config))
+    return TenantScorer(key=key, engine=engine, enrich_config=enrich_config_for(tenant, config, prior), config=config,
+                        currency=tenant.currency, rule_subjects={r["name"]: _rule_subject(r["condition"]) for r in rules})
+
+
+def engines_clear() -> None:
+    """Forget cached engines (tests, or after editing artifacts in place)."""
+    with _engines_lock:
+        _engines.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis state: marker, rebuild
+
+
+def _lock_key(tenant: Any) -> str:
+    # Outside the tenant prefix: rebuild_state clears the prefix, the lock must survive it.
+    return f"pulse:scoring-rebuild-lock:{tenant_key(tenant)}"
+
+
+def state_ready(client: redis_lib.Redis, tenant: Any) -> bool:
+    return bool(client.exists(tenant_prefix(tenant_key(tenant)) + MARKER_KEY))
+
+
+def _stored_transactions(*, since: datetime, exclude_batch_id: int | None) -> Iterator[dict[str, Any]]:
+    """Stored payment/order/return events since `since`, oldest first, streamed (server-side cursor)."""
+    sql = ("SELECT event_id, type, occurred_at, customer_id, ip, device_id, payment_method, country, amount, "
+           "currency, status, channel, attributes FROM events WHERE type IN ('payment', 'order', 'return') "
+           "AND occurred_at >= %s" + (" AND batch_id <> %s" if exclude_batch_id is not None else "")
+           + " ORDER BY occurred_at, id")
+    params: list[Any] = [since] + ([exclude_batch_id] if exclude_batch_id is not None else [])
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [c.name for c in cursor.description]
+        while rows := cursor.fetchmany(5_000):
+            yield from transaction_inputs([dict(zip(names, r, strict=True)) for r in rows])
+
+
+def state_rebuild(*, tenant: Any, client: redis_lib.Redis, exclude_batch_id: int | None = None,
+                  now: datetime | None = None) -> int:
+    """Rebuild the tenant's enrichment state from PostgreSQL (events of the horizon), then set the
+    marker. Returns events applied. `exclude_batch_id`: the batch about to be scored (already
+    stored, but it must be applied by its own scoring, not by the rebuild)."""
+    config = enrich_config_for(tenant, scoring_config(tenant))
+    since = (now or timezone.now()) - timedelta(seconds=config.rebuild_horizon_seconds)
+    applied = rebuild_state(client, tenant_key(tenant), _stored_transactions(since=since, exclude_batch_id=exclude_batch_id),
+                            config=config)
+    client.set(tenant_prefix(tenant_key(tenant)) + MARKER_KEY, timezone.now().isoformat())
+    return applied
+
+
+def state_ensure(*, tenant: Any, client: redis_lib.Redis, exclude_batch_id: int | None = None,
+                 wait_seconds: float = 60.0) -> bool:
+    """Make sure the Redis state is complete before scoring; rebuild it when the marker is missing.
+
+    One process rebuilds (a Redis lock), the others wait for the marker up to `wait_seconds`.
+    Returns False when the state is still incomplete after waiting (the caller decides)."""
+    if state_ready(client, tenant):
+        return True
+    token = uuid.uuid4().hex
+    if client.set(_lock_key(tenant), token, nx=True, ex=900):
+        try:
+            if not state_ready(client, tenant):
+                started = time.monotonic()
+                applied = state_rebuild(tenant=tenant, client=client, exclude_batch_id=exclude_batch_id)
+                log.warning("scoring state of %s rebuilt from %d events in %.1f s", tenant_key(tenant), applied,
+                            time.monotonic() - started)
+        finally:
+            if client.get(_lock_key(tenant)) == token.encode():
+                client.delete(_lock_key(tenant))
+        return True
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if state_ready(client, tenant):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+@dataclass
+class ScoredTransactions:
+    events: list[Mapping[str, Any]]  # the transaction events, in scoring order
+    frame: FeatureFrame
+    result: ConsensusResult
+    scorer: TenantScorer
+
+    def body(self, i: int) -> dict[str, Any]:
+        """The fraud-check answer of row i."""
+        return {**self.result.row(i), "model_version": self.scorer.model_version}
+
+
+def score_transactions(*, tenant: Any, events: Sequence[Mapping[str, Any]], client: redis_lib.Redis | None = None,
+                       scorer: TenantScorer | None = None, exclude_batch_id: int | None = None,
+                       wait_seconds: float = 60.0) -> ScoredTransactions:
+    """Enrich (applying the events to the Redis state, in order) and score transaction events.
+    The one implementation behind the batch consumer, the fraud-check and the accuracy bench."""
+    from pulse.lib.redis import get_redis
+
+    client = client or get_redis()
+    scorer = scorer or scorer_for(tenant)
+    tx = [e for e in events if is_transaction(e)]
+    if not state_ensure(tenant=tenant, client=client, exclude_batch_id=exclude_batch_id, wait_seconds=wait_seconds):
+        raise StateNotReady(f"the scoring state of {tenant_key(tenant)} is being rebuilt")
+    frame = scorer.enricher(client).enrich(transaction_inputs(tx))
+    return ScoredTransactions(tx, frame, scorer.engine.score(frame), scorer)
+
+
+class StateNotReady(RuntimeError):
+    """Another process is rebuilding the tenant's Redis state; retry later."""
+
+
+def anomalies_build(scored: ScoredTransactions, *, tenant: Any, rows: Sequence[int] | None = None) -> list[Any]:
+    """Unsaved Anomaly rows for the flagged events whose decision the tenant turns into anomalies."""
+    from .models import Anomaly
+
+    result, frame, scorer = scored.result, scored.frame, scored.scorer
+    wanted = {"REVIEW": 1, "BLOCK": 2}
+    codes = [wanted[d] for d in scorer.config.anomaly_decisions]
+    idx = np.flatnonzero(np.isin(result.decision_code, codes)) if rows is None else np.asarray(rows, dtype=int)
+    out = []
+    for i in idx.tolist():
+        if result.decision_code[i] not in codes:
+            continue
+        event = scored.events[i]
+        reasons = result.reasons(i)
+        entity_type, entity = _entity(event, reasons, scorer.rule_subjects)
+        dims = {k: str(event[c]) for k, c in (("channel", "channel"), ("store", "store_id"), ("country", "country"),
+                                               ("type", "type")) if event.get(c)}
+        dims["entity_type"] = entity_type
+        amount = float(frame["amount_tenant"][i])
+        out.append(Anomaly(
+            kind=Anomaly.Kind.TRANSACTION, occurred_at=event.get("occurred_at") or event.get("timestamp"),
+            entity=entity[:200], event_ids=[str(event["event_id"])], score=float(result.risk[i]),
+            severity=SEVERITIES[int(result.severity_code[i])], decision=DECISIONS[int(result.decision_code[i])],
+            direction="up",
+            observed=amount, dimensions=dims, reasons=reasons, detectors=result.detectors(i),
+            impact={"amount_at_risk": round(amount, 2), "currency": scorer.currency},
+        ))
+    return out
+
+
+def _entity(event: Mapping[str, Any], reasons: list[dict[str, Any]], subjects: Mapping[str, str]) -> tuple[str, str]:
+    """The customer by default; the IP or device when the strongest rule that fired is about them."""
+    for reason in reasons:
+        detector = str(reason.get("detector", ""))
+        if detector.startswith("rule:"):
+            subject = subjects.get(detector[5:], "customer")
+            column = {"ip": "ip", "device": "device_id"}.get(subject)
+            if column and event.get(column):
+                return subject, str(event[column])
+            break
+    for subject, column in (("customer", "customer_id"), ("ip", "ip"), ("device", "device_id")):
+        if event.get(column):
+            return subject, str(event[column])
+    return "customer", "guest"
+
+
+def reservoir_push(scored: ScoredTransactions, client: redis_lib.Redis, *, tenant: Any) -> None:
+    """Feed the calibration reservoirs: a sample of this batch's raw detector scores and amounts
+    (one pipeline). The calibration task fits each tenant's percentile calibrators on them."""
+    n = len(scored.events)
+    if n == 0:
+        return
+    size = scored.scorer.config.calibration.reservoir_size
+    take = np.unique(np.linspace(0, n - 1, min(n, _PER_BATCH_SAMPLE)).astype(int))
+    prefix = tenant_prefix(tenant_key(tenant))
+    pipe = client.pipeline(transaction=False)
+    for name, scores in scored.result.scores.items():
+        raw = np.asarray(scores.raw, dtype=np.float64)[take]
+        key = prefix + RESERVOIR_KEY.format(version=scored.scorer.model_version, detector=name)
+        pipe.rpush(key, *[struct.pack("<d", v) for v in raw.tolist()])
+        pipe.ltrim(key, -size, -1)
+        pipe.expire(key, 30 * 86_400)
+    purchases = np.flatnonzero(scored.frame["event_type"] != "return")
+    if purchases.size:
+        amounts = np.asarray(scored.frame["amount_tenant"], dtype=np.float64)[purchases[:_PER_BATCH_SAMPLE]]
+        pipe.rpush(prefix + AMOUNTS_KEY, *[struct.pack("<d", v) for v in amounts.tolist()])
+        pipe.ltrim(prefix + AMOUNTS_KEY, -size, -1)
+        pipe.expire(prefix + AMOUNTS_KEY, 30 * 86_400)
+    pipe.execute()
+
+
+def reservoir_read(client: redis_lib.Redis, *, tenant: Any, model_version: int | None, detector: str) -> np.ndarray:
+    prefix = tenant_prefix(tenant_key(tenant))
+    key = prefix + (AMOUNTS_KEY if detector == AMOUNT_PRIOR
+                    else RESERVOIR_KEY.format(version=model_version, detector=detector))
+    values = client.lrange(key, 0, -1)
+    return np.frombuffer(b"".join(values), dtype="<f8") if values else np.empty(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch consumer
+
+
+def transactions_consume(*, batch: Any, events: list[dict[str, Any]]) -> None:
+    """Batch consumer (settings.PULSE_BATCH_CONSUMERS): score the batch's payments, orders and returns
+    and record REVIEW/BLOCK ones as anomalies, in the consumer's transaction.
+
+    Batches stored by the fraud-check are skipped: that payment was enriched, scored and (when
+    flagged) recorded synchronously inside the very transaction that stored it, so scoring it here
+    would count it twice (the enricher would detect the replay, but a second anomaly would be written).
+    """
+    from pulse.lib.redis import get_redis
+    from tenants.selectors import tenant_current
+
+    from .services import anomalies_record
+
+    if getattr(batch, "source", "") == "fraud_check":
+        return
+    if not any(is_transaction(e) for e in events):
+        return
+    tenant = tenant_current()
+    client = get_redis()
+    scored = score_transactions(tenant=tenant, events=events, client=client, exclude_batch_id=batch.pk)
+    anomalies_record(anomalies=anomalies_build(scored, tenant=tenant))
+    reservoir_push(scored, client, tenant=tenant)
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration
+
+
+def calibration_fit(*, tenant: Any, client: redis_lib.Redis | None = None) -> dict[str, int]:
+    """Fit the tenant's percentile calibrators (active model) and amount prior from the reservoirs,
+    where there is enough data; below `calibration.min_scores` the global defaults stay.
+    Returns {detector: reference size} for what was stored."""
+    from pulse.lib.redis import get_redis
+    from scoring.enrich import amount_prior
+
+    from . import registry
+    from .models import CalibrationState
+
+    client = client or get_redis()
+    config = scoring_config(tenant)
+    row = registry.active_version()
+    model = registry.load_version(row)
+    stored: dict[str, int] = {}
+    for det in model.detectors:
+        raw = reservoir_read(client, tenant=tenant, model_version=row.version, detector=det.name)
+        raw = raw[np.isfinite(raw)]
+        if raw.size < config.calibration.min_scores:
+            continue
+        cal = PercentileCalibrator.fit(raw)
+        CalibrationState.objects.update_or_create(model_version=row.version, detector=det.name, defaults={
+            "calibrator": cal.to_dict(), "n_reference": int(raw.size), "fitted_at": timezone.now()})
+        stored[det.name] = int(raw.size)
+    amounts = reservoir_read(client, tenant=tenant, model_version=None, detector=AMOUNT_PRIOR)
+    if amounts.size >= config.calibration.min_scores:
+        median, mad = amount_prior(amounts)
+        CalibrationState.objects.update_or_create(model_version=None, detector=AMOUNT_PRIOR, defaults={
+            "calibrator": {"kind": AMOUNT_PRIOR, "log_median": median, "log_mad": max(mad, 0.05)},
+            "n_reference": int(amounts.size), "fitted_at": timezone.now()})
+        stored[AMOUNT_PRIOR] = int(amounts.size)
+    return stored

@@ -1,0 +1,54 @@
+"""Small payment factories and runners shared by the Django-side scoring tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+
+def payment(event_id: str, at: datetime, *, customer: str | None, amount: float, ip: str = "", device: str = "",
+            card: str = "", status: str = "succeeded", country: str = "FR", channel: str = "web") -> dict[str, Any]:
+    event: dict[str, Any] = {"event_id": event_id, "type": "payment", "timestamp": at.isoformat(),
+                             "amount": f"{amount:.2f}", "status": status, "country": country, "channel": channel,
+                             "store_id": "web-eu", "payment_method": "card"}
+    if customer:
+        event["customer_id"] = customer
+    if ip:
+        event["ip"] = ip
+    if device:
+        event["device_id"] = device
+    if card:
+        event["attributes"] = {"card_fingerprint": card}
+    return event
+
+
+def normal_payments(prefix: str, n: int, start: datetime) -> list[dict[str, Any]]:
+    """n different returning-looking customers, one ordinary payment each, spread over hours."""
+    return [payment(f"{prefix}-n{i}", start + timedelta(minutes=17 * i), customer=f"{prefix}-cust{i}",
+                    amount=25 + (i * 7) % 50, ip=f"10.1.{i // 200}.{i % 200}", device=f"{prefix}-dev{i}",
+                    card=f"{prefix}-card{i}") for i in range(n)]
+
+
+def card_testing(prefix: str, n: int, start: datetime) -> list[dict[str, Any]]:
+    """One customer, IP and device trying n cards within minutes, mostly failing."""
+    return [payment(f"{prefix}-ct{i}", start + timedelta(seconds=40 * i), customer=f"{prefix}-tester",
+                    amount=1 + (i % 3), ip="203.0.113.9", device=f"{prefix}-ctdev", card=f"{prefix}-ctcard{i}",
+                    status="failed" if i % 4 else "succeeded") for i in range(n)]
+
+
+def recent(hours: float = 6) -> datetime:
+    return (timezone.now() - timedelta(hours=hours)).replace(microsecond=0)
+
+
+def ingest_and_consume(tenant: Any, events: list[dict[str, Any]], source: str = "api") -> int:
+    """Store events like the API does and run the batch consumers in-process (on_commit never
+    fires inside a test transaction). Returns the batch id."""
+    from ingestion.services import events_ingest
+    from ingestion.tasks import batch_run
+
+    result = events_ingest(tenant=tenant, raw_events=events, source=source)
+    assert not result.rejected, result.rejected
+    assert batch_run(result.batch_id) == "done"
+    return int(result.batch_id)

@@ -1,0 +1,147 @@
+"""The async path (batch consumer) and the sync path (fraud-check) on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from scoring.models import Anomaly
+from tests.scoring.fraud_helpers import card_testing, ingest_and_consume, normal_payments, payment, recent
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(redis_client):  # type: ignore[no-untyped-def]
+    yield
+    redis_client.flushdb()
+
+
+def test_consumer_flags_a_card_testing_burst_and_not_normal_payments(tenant_a):
+    start = recent(8)
+    normal = normal_payments("np", 40, start)
+    burst = card_testing("ct", 12, start + timedelta(hours=3))
+    ingest_and_consume(tenant_a.tenant, sorted(normal + burst, key=lambda e: e["timestamp"]))
+
+    flagged = {eid for a in Anomaly.objects.filter(kind="transaction") for eid in a.event_ids}
+    burst_ids = [e["event_id"] for e in burst]
+    assert not flagged & {e["event_id"] for e in normal}
+    # From the 6th attempt in the hour on, the velocity rule fires on every one of them.
+    assert set(burst_ids[5:]) <= flagged
+    anomaly = Anomaly.objects.get(event_ids=[burst_ids[-1]])
+    assert anomaly.decision in ("REVIEW", "BLOCK") and anomaly.entity == "ct-tester"
+    assert anomaly.impact == {"amount_at_risk": float(burst[-1]["amount"]), "currency": "USD"}
+    assert anomaly.dimensions["channel"] == "web" and anomaly.dimensions["country"] == "FR"
+    assert any(r["detector"] == "rule:velocity_count_1h" for r in anomaly.reasons)
+    assert set(anomaly.detectors) == {"robust_z", "iqr", "isolation_forest"}
+    assert anomaly.occurred_at.isoformat() == burst[-1]["timestamp"]
+
+
+def test_ip_rule_makes_the_ip_the_entity(tenant_a):
+    start = recent(5)
+    ring = [payment(f"ring{i}", start + timedelta(minutes=9 * i), customer=f"ring-c{i}", amount=40, ip="198.51.100.7",
+                    device=f"ring-d{i}", card=f"ring-card{i}") for i in range(4)]
+    ingest_and_consume(tenant_a.tenant, ring)
+    anomaly = Anomaly.objects.get(event_ids=["ring2"])
+    assert anomaly.reasons[0]["detector"] == "rule:shared_ip"
+    assert (anomaly.entity, anomaly.dimensions["entity_type"]) == ("198.51.100.7", "ip")
+
+
+def test_async_and_sync_paths_give_the_same_score(tenant_a):
+    """Two identical histories on different customers/IPs/devices: the last payment of one goes
+    through the fraud-check, of the other through the batch consumer; same risk, detectors, reasons
+    (modulo the ids in the texts)."""
+    start = recent(3)
+
+    def history(tag: str) -> list[dict]:
+        return [payment(f"{tag}-{i}", start + timedelta(minutes=6 * i), customer=f"{tag}-cust", amount=60 + 45 * i,
+                        ip=f"192.0.2.{len(tag)}{i % 2}", device=f"{tag}-dev", card=f"{tag}-card{i % 3}")
+                for i in range(8)]
+
+    sync_side, async_side = history("syn"), history("asyn")
+    ingest_and_consume(tenant_a.tenant, sync_side[:-1])
+    response = tenant_a.client("ingest").post("/api/v1/fraud-check", sync_side[-1], format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    ingest_and_consume(tenant_a.tenant, async_side)
+    anomaly = Anomaly.objects.get(event_ids=[async_side[-1]["event_id"]])
+    assert body["decision"] != "ALLOW"
+    assert body["risk_score"] == anomaly.score
+    assert body["detectors"] == anomaly.detectors
+    assert [r["detector"] for r in body["reasons"]] == [r["detector"] for r in anomaly.reasons]
+    # ...and the fraud-check recorded its own anomaly, once.
+    assert Anomaly.objects.get(event_ids=[sync_side[-1]["event_id"]]).score == body["risk_score"]
+
+
+def test_fraud_check_payment_is_stored_scored_once_and_not_rescored_by_the_consumer(tenant_a, redis_client):
+    from ingestion.models import EventBatch
+    from ingestion.tasks import batch_run
+    from scoring.pipeline import scorer_for, transaction_inputs
+
+    start = recent(1)
+    for i in range(6):
+        event = payment(f"fc{i}", start + timedelta(minutes=i), customer="fc-cust", amount=30, ip="192.0.2.50",
+                        device="fc-dev", card=f"fc-card{i}")
+        assert tenant_a.client("ingest").post("/api/v1/fraud-check", event, format="json").status_code == 200
+    flagged = Anomaly.objects.get(event_ids=["fc5"])  # the 6th payment in the hour
+    batches = list(EventBatch.objects.filter(source="fraud_check").values_list("pk", flat=True))
+    assert len(batches) == 6
+    for batch_id in batches:  # what the worker does after commit
+        assert batch_run(batch_id) == "done"
+    assert Anomaly.objects.filter(event_ids=["fc5"]).count() == 1
+    assert Anomaly.objects.get(event_ids=["fc5"]).pk == flagged.pk
+    # The enrichment recognises the re-applied id and leaves the velocity state alone.
+    enricher = scorer_for(tenant_a.tenant).enricher(redis_client)
+    again = enricher.enrich(transaction_inputs([{**event, "occurred_at": start + timedelta(minutes=5)}]))
+    assert int(again["applied"][0]) == 0
+    assert int(again["cust_count_1h"][0]) == 6
+
+
+@pytest.mark.parametrize(("name", "event", "decision"), [
+    ("guest small basket", {"amount": "30.00", "customer_id": "shopper-1"}, "ALLOW"),
+    ("new customer, 300", {"amount": "300.00", "customer_id": "newbie-1"}, "REVIEW"),
+    ("new customer, 1,500", {"amount": "1500.00", "customer_id": "newbie-2"}, "BLOCK"),
+])
+def test_fraud_check_clear_decisions(tenant_a, name, event, decision):
+    body = {"type": "payment", "event_id": f"clear-{event['customer_id']}", "currency": "USD", "status": "succeeded",
+            "ip": f"192.0.2.{len(name)}", "device_id": f"dev-{name}", **event}
+    response = tenant_a.client("ingest").post("/api/v1/fraud-check", body, format="json")
+    assert response.status_code == 200, response.content
+    out = response.json()
+    assert out["decision"] == decision, out
+    assert set(out) >= {"risk_score", "decision", "reasons", "detectors"}
+    assert 0.0 <= out["risk_score"] <= 1.0
+    assert "app;dur=" in response["Server-Timing"] and "score;dur=" in response["Server-Timing"]
+    if decision != "ALLOW":
+        assert any(r["detector"] == "rule:new_customer_high_amount" for r in out["reasons"])
+        assert all({"detector", "text", "value", "threshold"} <= set(r) for r in out["reasons"])
+    assert Anomaly.objects.filter(event_ids=[body["event_id"]]).exists() == (decision != "ALLOW")
+
+
+def test_fraud_check_stores_the_payment_and_answers_a_repeat_without_a_second_anomaly(tenant_a):
+    from ingestion.models import Event
+
+    body = {"event_id": "rep-1", "amount": "900", "customer_id": "rep-cust", "timestamp": recent(0.1).isoformat()}
+    first = tenant_a.client("ingest").post("/api/v1/fraud-check", body, format="json").json()
+    second = tenant_a.client("ingest").post("/api/v1/fraud-check", body, format="json").json()
+    assert Event.objects.filter(event_id="rep-1", type="payment").count() == 1
+    assert second["duplicate"] is True and second["decision"] == first["decision"]
+    assert Anomaly.objects.filter(event_ids=["rep-1"]).count() == 1
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"customer_id": "x"}, "amount"),
+    ({"amount": "-5"}, "amount"),
+    ({"amount": "10", "timestamp": "yesterday-ish"}, "timestamp"),
+    ({"amount": "10", "type": "order", "order_id": "o1"}, "type"),
+    ({"amount": "10", "currency": "XXQ"}, "currency"),
+    (["not", "an", "object"], "non_field_errors"),
+])
+def test_fraud_check_bad_input_is_a_400_with_field_reasons(tenant_a, body, field):
+    response = tenant_a.client("ingest").post("/api/v1/fraud-check", body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["errors"], response.json()
+
+
+def test_fraud_check_needs_the_ingest_scope(tenant_a):
+    response = tenant_a.client("read").post("/api/v1/fraud-check", {"amount": "10"}, format="json")
+    assert response.status_code == 403
