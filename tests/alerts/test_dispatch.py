@@ -273,3 +273,46 @@ def test_order_status_without_subscribers_is_cheap(tenant_a, django_assert_max_n
     with django_assert_max_num_queries(2):
         order_status_notify(changes=[{"order_id": "o", "status": "shipped", "previous_status": None,
                                       "occurred_at": T0, "event_id": "e"}])
+
+
+def test_lost_hand_off_is_recovered(policy, receiver, django_capture_on_commit_callbacks) -> None:
+    """A delivery whose enqueue was lost (process died right after commit) is found and sent by the tick."""
+    from alerts.services import deliveries_recover
+
+    with django_capture_on_commit_callbacks(execute=False):  # the hand-off never runs
+        alerts_dispatch(anomaly_ids=[_new()], now=at(0))
+    delivery = Delivery.objects.get()
+    assert delivery.status == "pending" and receiver.requests == []
+    with django_capture_on_commit_callbacks(execute=True):
+        assert deliveries_recover(now=at(1)) == 0  # too fresh: its task may still be on the way
+    with django_capture_on_commit_callbacks(execute=True):
+        assert deliveries_recover(now=at(3)) == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "sent" and len(receiver.requests) == 1
+
+
+def test_feed_prune_keeps_recent_messages(tenant_a, alerts_config) -> None:
+    from alerts.services import feed_prune
+
+    alerts_config(feed_retention_hours=2)
+    old = FeedMessage.objects.create(type="x", payload={}, created_at=at(-180))
+    recent = FeedMessage.objects.create(type="x", payload={}, created_at=at(-60))
+    assert feed_prune(now=at(0)) == 1
+    assert list(FeedMessage.objects.values_list("id", flat=True)) == [recent.pk] and old.pk != recent.pk
+
+
+def test_beat_runs_the_tick_for_every_tenant() -> None:
+    from pulse.celery import collect_beat_schedule
+
+    schedule = collect_beat_schedule()
+    assert schedule["alerts-tick"] == {"task": "pulse.fan_out", "schedule": 60.0, "args": ["alerts.tasks.alerts_tick"]}
+
+
+def test_tick_task_runs_in_the_tenant(policy, receiver, alerts_config, eager_celery) -> None:
+    from alerts.tasks import alerts_tick
+
+    alerts_config(resolve_after_minutes=1)
+    Alert.objects.create(fingerprint="old", title="old", kind="kpi", severity="low", peak_severity="low", count=1,
+                         last_seen_at=T0)
+    assert alerts_tick.apply().get() == {"digests": 0, "resolved": 1, "recovered": 0}
+    assert Alert.objects.get().status == "resolved"
