@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_bench_common import emit, ensure_database, events_body, free_port, fresh_tenant, start_daphne, stop, wait_http  # noqa: E402
+from ingest_bench_common import (  # noqa: E402
+    emit,
+    ensure_database,
+    events_body,
+    free_port,
+    fresh_tenant,
+    start_daphne,
+    stop,
+    wait_http,
+)
 
 
 def _worker(port_of: list[int], key: str, body: bytes, jobs: queue.Queue, results: list[tuple[float, int]]) -> None:

@@ -25,7 +25,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_bench_common import (  # noqa: E402
-    DATABASE_URL, emit, ensure_database, events_body, free_port, fresh_tenant, start_daphne, stop, wait_http,
+    DATABASE_URL,
+    emit,
+    ensure_database,
+    events_body,
+    free_port,
+    fresh_tenant,
+    start_daphne,
+    stop,
+    wait_http,
 )
 
 BATCH = 1000

@@ -18,7 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_bench_common import (  # noqa: E402
-    PY, REDIS_URL, ROOT, bench_env, emit, ensure_database, free_port, fresh_tenant, start_daphne, stop, wait_http,
+    PY,
+    REDIS_URL,
+    ROOT,
+    bench_env,
+    emit,
+    ensure_database,
+    free_port,
+    fresh_tenant,
+    start_daphne,
+    stop,
+    wait_http,
 )
 
 COLUMNS = "type,timestamp,customer_id,order_id,channel,campaign,product_id,store_id,country,amount,currency"

@@ -120,9 +120,8 @@ def uploads_sweep() -> int:
 @shared_task(name="ingestion.usage_flush")
 def usage_flush() -> dict[str, int]:
     """Move this tenant's Redis usage counters into tenants.UsageCounter (exactly once)."""
-    from .usage import usage_flush as flush
-
     from .selectors import current_tenant
+    from .usage import usage_flush as flush
 
     return flush(tenant=current_tenant())
 

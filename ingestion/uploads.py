@@ -21,8 +21,8 @@ import logging
 import os
 import tempfile
 import time
-from datetime import timedelta
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,8 +32,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from .models import EventBatch, Upload
-from .selectors import current_tenant
 from .parsing import ParseError, detect_format, iter_file_records
+from .selectors import current_tenant
 from .services import events_ingest
 
 log = logging.getLogger(__name__)

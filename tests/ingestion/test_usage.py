@@ -10,7 +10,14 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 from ingestion.services import events_ingest
-from ingestion.usage import UsageMiddleware, api_call_count, usage_flush, usage_flush_day, usage_key, usage_today
+from ingestion.usage import (
+    UsageMiddleware,
+    api_call_count,
+    usage_flush,
+    usage_flush_day,
+    usage_key,
+    usage_today,
+)
 from tenants.models import UsageCounter
 
 EVENT = {"type": "click", "timestamp": "2026-11-20T10:00:00Z"}

@@ -23,9 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--max-messages", type=int, default=None, help="stop after this many (tests)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from tenants.selectors import tenant_for_slug
-
         from ingestion.kafka import ConfluentSource, consume_loop
+        from tenants.selectors import tenant_for_slug
 
         tenant = tenant_for_slug(options["tenant"])
         if tenant is None:
