@@ -54,6 +54,19 @@ def _make_tenant(slug: str, **kwargs: object) -> TenantHandle:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker):  # type: ignore[no-untyped-def]
+    """Always create the test database, even when the selected tests only use `live_db`/`tenant_world`
+    (pytest-django would otherwise set up only the databases that `db`-marked tests ask for)."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=request.config.option.verbose, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=request.config.option.verbose)
+
+
+@pytest.fixture(scope="session")
 def tenant_world(django_db_setup, django_db_blocker) -> Iterator[dict[str, TenantHandle]]:  # type: ignore[no-untyped-def]
     with django_db_blocker.unblock():
         world = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from .env import env_bool, env_int, env_list, env_str
+from .env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 STATE_DIR = Path(env_str("PULSE_STATE_DIR", str(BASE_DIR / ".pulse")))
@@ -21,6 +21,8 @@ PULSE_BASE_URL = env_str("PULSE_BASE_URL", "http://localhost:8000")
 PULSE_PLATFORM_ADMIN_KEY = env_str("PULSE_PLATFORM_ADMIN_KEY", "")
 PULSE_ALLOW_PRIVATE_WEBHOOKS = env_bool("PULSE_ALLOW_PRIVATE_WEBHOOKS", False)
 PULSE_METRICS_TOKEN = env_str("PULSE_METRICS_TOKEN", "")
+# Outbound HTTP (webhooks, Slack, imports, LLM): first retry delay, doubled per attempt.
+PULSE_HTTP_BACKOFF_SECONDS = env_float("PULSE_HTTP_BACKOFF_SECONDS", 0.5)
 
 DATABASES = {
     "default": dj_database_url.parse(
