@@ -44,7 +44,7 @@ from simulator.labels import parse_time
 
 # Injected at these offsets after the feed goes live (seconds): what a new user should see first.
 LIVE_INCIDENTS: list[tuple[float, dict[str, Any]]] = [
-    (15, {"id": "live-bigspender", "type": "high_amount_new_customer"}),
+    (15, {"id": "live-bigspender", "type": "high_amount_new_customer", "duration": "20s"}),
     (30, {"id": "live-cardtest", "type": "card_testing", "duration": "10m", "attempts": 60}),
     (60, {"id": "live-flash", "type": "flash_sale", "duration": "45m", "traffic_multiplier": 3.0,
           "conversion_multiplier": 1.8}),
@@ -54,6 +54,9 @@ RETRY_SECONDS = 10.0
 
 class Command(BaseCommand):
     help = "Feed the demo tenant live from the simulator until stopped (SIGTERM/SIGINT)."
+    # An HTTP client of the platform: it needs no model or database check, and `make run` should not lose
+    # its demo feed over a system-check warning in an unrelated app.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--state", type=Path, default=None, help="demo.json (default: .pulse/demo.json)")

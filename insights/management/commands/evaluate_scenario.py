@@ -69,8 +69,8 @@ class Command(BaseCommand):
             raise CommandError("give --api-key KEY or --tenant-create SLUG")
         out: Path = opts["out"] or Path("reports") / f"{cfg.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
         started = time.perf_counter()
-        with stop_on_signals() as stop, PulseClient(opts["base_url"], opts["api_key"],
-                                                   timeout=opts["timeout"]) as client:
+        with stop_on_signals() as stop, PulseClient(opts["base_url"], opts["api_key"], timeout=opts["timeout"],
+                                                   retries=opts["retries"]) as client:
             try:
                 client.wait_until_up(60.0)
                 summary = evaluate_run(client, cfg_name=opts["scenario"], opts=opts, out=out, stop=stop,

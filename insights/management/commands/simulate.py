@@ -62,10 +62,14 @@ def add_connection_arguments(parser: CommandParser, *, key_required: bool = True
     parser.add_argument("--base-url", default=settings.PULSE_BASE_URL,
                         help="the platform's URL (default: PULSE_BASE_URL, %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+    parser.add_argument("--retries", type=int, default=5, help="retries of a request that failed transiently")
 
 
 class Command(BaseCommand):
     help = "Replay a simulator scenario into a running platform (backfill or live)."
+    # An HTTP client of the platform: it needs no model or database check, and `make run` should not lose
+    # its demo feed over a system-check warning in an unrelated app.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--scenario", default="small", help="small, default, learning or a YAML path")
@@ -92,8 +96,8 @@ class Command(BaseCommand):
         if opts["speedup"] is not None and opts["speedup"] <= 0:
             raise CommandError("--speedup must be positive")
         quiet_http_logs()
-        with stop_on_signals() as stop, PulseClient(opts["base_url"], opts["api_key"],
-                                                   timeout=opts["timeout"]) as client:
+        with stop_on_signals() as stop, PulseClient(opts["base_url"], opts["api_key"], timeout=opts["timeout"],
+                                                   retries=opts["retries"]) as client:
             summary, ok, _scenario, _shift = run_simulation(client, opts, stop=stop, log=self._log)
         self.stdout.write(json.dumps(summary))
         if not ok:
