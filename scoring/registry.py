@@ -56,14 +56,15 @@ def global_meta() -> dict[str, Any]:
                             "--seed 42`") from exc
 
 
-def load_model(path: Path, sha256: str) -> TrainedModel:
-    """Load (once per process) and verify a model artifact."""
+def load_model(path: Path, sha256: str, *, fresh: bool = False) -> TrainedModel:
+    """Load (once per process) and verify a model artifact; `fresh` re-reads and re-verifies the
+    file (registration and promotion must see what is on disk now, not what was cached)."""
     key = (str(path), sha256)
-    model = _cache.get(key)
+    model = None if fresh else _cache.get(key)
     if model is not None:
         return model
     with _cache_lock:
-        model = _cache.get(key)
+        model = None if fresh else _cache.get(key)
         if model is None:
             model = load_trained_model(path, expected_sha256=sha256)
             _cache[key] = model
@@ -116,7 +117,7 @@ def model_register(*, artifact_path: str, metrics: dict[str, Any] | None = None,
     location = Path(settings.MEDIA_ROOT) / artifact_path
     try:
         meta = json.loads(location.with_name(location.name + ".json").read_text(encoding="utf-8"))
-        load_model(location, meta["sha256"])
+        load_model(location, meta["sha256"], fresh=True)
     except (OSError, ValueError, KeyError, ArtifactError) as exc:
         raise RegistryError(f"cannot register {artifact_path}: {exc}") from exc
     if meta.get("code_version") != CODE_VERSION:
@@ -140,7 +141,7 @@ def model_promote(*, version: int) -> ModelVersion:
     if row is None:
         raise RegistryError(f"no model version {version}")
     try:
-        load_version(row)
+        load_model(artifact_location(row), row.sha256, fresh=True)
     except ArtifactError as exc:
         raise RegistryError(f"model v{version} cannot be loaded: {exc}") from exc
     with transaction.atomic():
