@@ -116,7 +116,7 @@ def test_evaluate_scenario_writes_a_report(pulse_server, clean_tenant_a, tmp_pat
     out = tmp_path / "report"
     args = ["evaluate_scenario", "--scenario", str(tiny(tmp_path, days=0.05)), "--api-key",
             clean_tenant_a.keys["admin"], "--base-url", pulse_server, "--out", str(out), "--stable", "1",
-            "--poll", "0.3", "--wait", "10", "--plot", "orders", "sessions"]
+            "--poll", "0.3", "--wait", "4", "--plot", "orders", "sessions"]
     try:
         summary = run(*args)
     except CommandError as exc:
