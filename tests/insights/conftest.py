@@ -41,9 +41,8 @@ def server_env() -> dict[str, str]:
 def pulse_server(tenant_world: dict[str, TenantHandle]) -> Iterator[str]:
     """Base URL of daphne serving pulse.asgi on the test database."""
     port = _free_port()
-    # Kept after the run (the path is printed on failure by the tests that need it): a 500's traceback is there.
+    # A 500's traceback lands here; PULSE_KEEP_SERVER_LOG=1 keeps the file after the session.
     log = tempfile.NamedTemporaryFile(prefix="pulse-test-daphne-", suffix=".log", delete=False)  # noqa: SIM115
-    os.environ["PULSE_TEST_SERVER_LOG"] = log.name
     proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                              "pulse.asgi:application"], cwd=ROOT, env=server_env(), stdout=log, stderr=log,
                             start_new_session=True)
@@ -71,6 +70,8 @@ def pulse_server(tenant_world: dict[str, TenantHandle]) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+        if not os.environ.get("PULSE_KEEP_SERVER_LOG"):
+            os.unlink(log.name)
 
 
 def tenant_sql(handle: TenantHandle, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
