@@ -487,8 +487,10 @@ def retrain_run(*, job_id: int, now: datetime | None = None) -> RetrainJob:
         champion_row = registry.active_version()
         champion = registry.load_version(champion_row)
         threshold = scoring_cfg.consensus.review_threshold
-        ev_new = evaluate(y_hold, _engine_for(model, -1, scoring_cfg).score(hold).risk, threshold)
-        ev_old = evaluate(y_hold, _engine_for(champion, champion_row.version, scoring_cfg).score(hold).risk, threshold)
+        risk_old = _engine_for(champion, champion_row.version, scoring_cfg).score(hold).risk
+        k = max(int((risk_old >= threshold).sum()), 1)
+        ev_old = evaluate(y_hold, risk_old, threshold, k=k)
+        ev_new = evaluate(y_hold, _engine_for(model, -1, scoring_cfg).score(hold).risk, threshold, k=k)
         verdict = champion_challenger(ev_new, ev_old, tolerance=cfg.retraining.tolerance,
                                       min_positives=cfg.retraining.min_holdout_positives)
         relative = f"models/{tenant.schema_name}/job-{job.pk}-{now:%Y%m%dT%H%M%S}"

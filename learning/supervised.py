@@ -339,22 +339,32 @@ class Evaluation:
     alerts: int
     n: int
     n_positives: int
+    # Recall among the top-k scores, k = the champion's alert count: the two models compared at the
+    # SAME alert volume (a model that flags everything has recall 1 at its own threshold).
+    recall_at_k: float | None = None
+    k: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"average_precision": self.average_precision, "recall": self.recall, "precision": self.precision,
-                "alerts": self.alerts, "n": self.n, "n_positives": self.n_positives}
+                "alerts": self.alerts, "n": self.n, "n_positives": self.n_positives,
+                "recall_at_k": self.recall_at_k, "k": self.k}
 
 
-def evaluate(y: np.ndarray, scores: np.ndarray, threshold: float) -> Evaluation:
+def evaluate(y: np.ndarray, scores: np.ndarray, threshold: float, *, k: int | None = None) -> Evaluation:
+    """Average precision, recall/precision at the operating threshold, and recall in the top k."""
     y = np.asarray(y).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
     flagged = s >= threshold
     n_pos = int(y.sum())
+    recall_k = None
+    if k is not None and n_pos:
+        top = np.argsort(-s, kind="stable")[:max(int(k), 0)]
+        recall_k = float(y[top].sum() / n_pos)
     return Evaluation(
         average_precision=average_precision(y, s),
         recall=float((flagged & y).sum() / n_pos) if n_pos else None,
         precision=float((flagged & y).sum() / flagged.sum()) if flagged.any() else None,
-        alerts=int(flagged.sum()), n=int(y.size), n_positives=n_pos,
+        alerts=int(flagged.sum()), n=int(y.size), n_positives=n_pos, recall_at_k=recall_k, k=k,
     )
 
 
@@ -368,19 +378,22 @@ def champion_challenger(challenger: Evaluation, champion: Evaluation, *, toleran
                         min_positives: int = 5) -> Verdict:
     """Promote only when the challenger is not worse on the held-out window: average precision
     (ranking quality, threshold-free) within `tolerance` of the champion's or better, and recall at
-    the operating threshold not lower by more than `tolerance`. Without enough held-out frauds the
-    comparison would be noise: keep the champion."""
+    the champion's alert volume (`recall_at_k`, or recall at the threshold when k was not given) not
+    lower by more than `tolerance`. Without enough held-out frauds the comparison would be noise:
+    keep the champion."""
     if challenger.n_positives < min_positives:
         return Verdict(False, f"held-out window has {challenger.n_positives} frauds (< {min_positives}): "
                               "cannot tell, champion kept")
     ap_c, ap_0 = challenger.average_precision or 0.0, champion.average_precision or 0.0
-    r_c, r_0 = challenger.recall or 0.0, champion.recall or 0.0
+    at_k = challenger.recall_at_k is not None and champion.recall_at_k is not None
+    r_c = (challenger.recall_at_k if at_k else challenger.recall) or 0.0
+    r_0 = (champion.recall_at_k if at_k else champion.recall) or 0.0
+    what = f"recall in the top {champion.k}" if at_k else "recall at threshold"
     if ap_c + tolerance < ap_0:
         return Verdict(False, f"average precision {ap_c:.3f} < champion {ap_0:.3f}")
     if r_c + tolerance < r_0:
-        return Verdict(False, f"recall at threshold {r_c:.3f} < champion {r_0:.3f}")
-    return Verdict(True, f"average precision {ap_c:.3f} vs champion {ap_0:.3f}, "
-                         f"recall {r_c:.3f} vs {r_0:.3f}")
+        return Verdict(False, f"{what} {r_c:.3f} < champion {r_0:.3f}")
+    return Verdict(True, f"average precision {ap_c:.3f} vs champion {ap_0:.3f}, {what} {r_c:.3f} vs {r_0:.3f}")
 
 
 def register_detector_kind() -> None:
