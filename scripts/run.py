@@ -37,7 +37,8 @@ def main() -> None:
 
     running: dict[str, subprocess.Popen[bytes]] = {}
     for name, cmd in commands(args.port, args.feed, args.concurrency).items():
-        running[name] = subprocess.Popen(cmd, start_new_session=True)
+        env = dict(os.environ, PULSE_DB_POOL="1") if name == "web" else None
+        running[name] = subprocess.Popen(cmd, start_new_session=True, env=env)
         print(f"[run] started {name} (pid {running[name].pid})", flush=True)
     print(f"[run] web on http://localhost:{args.port}  (Ctrl-C stops everything)", flush=True)
 

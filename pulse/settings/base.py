@@ -32,6 +32,13 @@ DATABASES = {
     )
 }
 DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+# Under ASGI each request may run on a new thread, so persistent connections do not help; the web
+# process uses psycopg's pool instead (PULSE_DB_POOL=1, set by scripts/run.py and docker-compose).
+# Workers fork, so they keep plain persistent connections.
+if env_bool("PULSE_DB_POOL", False):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": env_int("PULSE_DB_POOL_SIZE", 20)}
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -72,6 +79,7 @@ INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     "tenants.middleware.TenantResolutionMiddleware",
+    "ingestion.usage.UsageMiddleware",
     "pulse.lib.middleware.JsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -114,6 +122,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_ROOT = Path(env_str("PULSE_MEDIA_ROOT", str(STATE_DIR / "media")))
+# Scheduled imports from local folders read only below <PULSE_IMPORT_ROOT>/<tenant schema>/.
+PULSE_IMPORT_ROOT = Path(env_str("PULSE_IMPORT_ROOT", str(STATE_DIR / "imports")))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Request bodies: the events API takes up to 10,000 events; anything larger is refused with 413.
@@ -151,6 +161,7 @@ from .tenancy import *  # noqa: E402,F403
 # `consume(*, batch, events)` whose work commits together with its "done" mark (see ingestion.tasks).
 PULSE_BATCH_CONSUMERS: list[str] = [
     "scoring.rollups.rollups_consume",
+    "ingestion.orders.orders_consume",
     "scoring.pipeline.transactions_consume",
 ]
 # A batch still unprocessed after this many seconds is handed over again (its worker died).
