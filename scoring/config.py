@@ -41,6 +41,15 @@ class RuleThresholds(_Section):
     ip_customers: int = Field(default=3, ge=2)
     device_customers: int = Field(default=3, ge=2)
     large_amount: float = Field(default=500.0, gt=0)
+    # Tenant-relative conditions (robust z against the shop's own amount distribution, see
+    # scoring.services.tenant_default_rules): the fixed amounts above cannot suit every shop.
+    unusual_amount_z: float = Field(default=2.0, gt=0)
+    takeover_amount_z: float = Field(default=3.0, gt=0)
+
+    def brief_defaults(self) -> dict[str, float]:
+        """The arguments of scoring.rules.default_rules."""
+        return self.model_dump(include={"max_tx_per_hour", "max_amount_per_hour", "new_customer_amount",
+                                        "ip_customers", "device_customers", "large_amount"})
 
 
 class ConsensusSettings(_Section):

@@ -220,20 +220,28 @@ def _build_scorer(tenant: Any, key: EngineKey, config: ScoringConfig) -> TenantS
     from .models import CalibrationState, ModelVersion, Rule
 
     row = ModelVersion.objects.get(version=key.model_version)
-    model = registry.load_version(row)
-    states = {s.detector: s for s in CalibrationState.objects.filter(model_version=key.model_version)}
-    calibrators: dict[str, Calibrator] = {}
-    for det in model.detectors:
-        state = states.get(det.name)
-        if state is not None and state.n_reference >= config.calibration.min_scores:
-            calibrators[det.name] = calibrator_from_dict(state.calibrator)
-        else:
-            calibrators[det.name] = model.calibrators[det.name]  # global default until enough data
+    states = {s.detector: (calibrator_from_dict(s.calibrator), s.n_reference)
+              for s in CalibrationState.objects.filter(model_version=key.model_version)}
     prior_row = CalibrationState.objects.filter(model_version__isnull=True, detector=AMOUNT_PRIOR).first()
     prior = None
     if prior_row is not None and prior_row.n_reference >= config.calibration.min_scores:
         prior = (float(prior_row.calibrator["log_median"]), float(prior_row.calibrator["log_mad"]))
-    rules = [r.definition() for r in Rule.objects.all()]
+    return scorer_assemble(tenant=tenant, key=key, config=config, model=registry.load_version(row),
+                           rules=[r.definition() for r in Rule.objects.all()], calibrations=states, prior=prior)
+
+
+def scorer_assemble(*, tenant: Any, key: EngineKey, config: ScoringConfig, model: Any, rules: list[dict[str, Any]],
+                    calibrations: Mapping[str, tuple[Calibrator, int]] | None = None,
+                    prior: tuple[float, float] | None = None) -> TenantScorer:
+    """A scorer from loaded parts (no database): the tenant's calibration of a detector replaces the
+    model's global one once it rests on at least `calibration.min_scores` recent scores."""
+    calibrators: dict[str, Calibrator] = {}
+    for det in model.detectors:
+        own = (calibrations or {}).get(det.name)
+        if own is not None and own[1] >= config.calibration.min_scores:
+            calibrators[det.name] = own[0]
+        else:
+            calibrators[det.name] = model.calibrators[det.name]  # global default until enough data
     engine = ScoringEngine(model.detectors, calibrators, RuleSet(rules), consensus_config_for(config))
     return TenantScorer(key=key, engine=engine, enrich_config=enrich_config_for(tenant, config, prior), config=config,
                         currency=tenant.currency, rule_subjects={r["name"]: _rule_subject(r["condition"]) for r in rules})
@@ -460,12 +468,31 @@ def transactions_consume(*, batch: Any, events: list[dict[str, Any]]) -> None:
 # calibration
 
 
+def calibrations_from_reservoirs(*, client: redis_lib.Redis, tenant: Any, model_version: int, detectors: Sequence[str],
+                                 min_scores: int) -> tuple[dict[str, tuple[Calibrator, int]], tuple[float, float, int] | None]:
+    """Percentile calibrators (detector -> (calibrator, n)) and the amount prior (median, mad, n)
+    from the reservoirs, for those with at least `min_scores` values."""
+    from scoring.enrich import amount_prior
+
+    fitted: dict[str, tuple[Calibrator, int]] = {}
+    for name in detectors:
+        raw = reservoir_read(client, tenant=tenant, model_version=model_version, detector=name)
+        raw = raw[np.isfinite(raw)]
+        if raw.size >= min_scores:
+            fitted[name] = (PercentileCalibrator.fit(raw), int(raw.size))
+    amounts = reservoir_read(client, tenant=tenant, model_version=None, detector=AMOUNT_PRIOR)
+    prior = None
+    if amounts.size >= min_scores:
+        median, mad = amount_prior(amounts)
+        prior = (median, max(mad, 0.05), int(amounts.size))
+    return fitted, prior
+
+
 def calibration_fit(*, tenant: Any, client: redis_lib.Redis | None = None) -> dict[str, int]:
     """Fit the tenant's percentile calibrators (active model) and amount prior from the reservoirs,
     where there is enough data; below `calibration.min_scores` the global defaults stay.
     Returns {detector: reference size} for what was stored."""
     from pulse.lib.redis import get_redis
-    from scoring.enrich import amount_prior
 
     from . import registry
     from .models import CalibrationState
@@ -474,21 +501,17 @@ def calibration_fit(*, tenant: Any, client: redis_lib.Redis | None = None) -> di
     config = scoring_config(tenant)
     row = registry.active_version()
     model = registry.load_version(row)
+    fitted, prior = calibrations_from_reservoirs(client=client, tenant=tenant, model_version=row.version,
+                                                 detectors=[d.name for d in model.detectors],
+                                                 min_scores=config.calibration.min_scores)
     stored: dict[str, int] = {}
-    for det in model.detectors:
-        raw = reservoir_read(client, tenant=tenant, model_version=row.version, detector=det.name)
-        raw = raw[np.isfinite(raw)]
-        if raw.size < config.calibration.min_scores:
-            continue
-        cal = PercentileCalibrator.fit(raw)
-        CalibrationState.objects.update_or_create(model_version=row.version, detector=det.name, defaults={
-            "calibrator": cal.to_dict(), "n_reference": int(raw.size), "fitted_at": timezone.now()})
-        stored[det.name] = int(raw.size)
-    amounts = reservoir_read(client, tenant=tenant, model_version=None, detector=AMOUNT_PRIOR)
-    if amounts.size >= config.calibration.min_scores:
-        median, mad = amount_prior(amounts)
+    for name, (cal, n) in fitted.items():
+        CalibrationState.objects.update_or_create(model_version=row.version, detector=name, defaults={
+            "calibrator": cal.to_dict(), "n_reference": n, "fitted_at": timezone.now()})
+        stored[name] = n
+    if prior is not None:
         CalibrationState.objects.update_or_create(model_version=None, detector=AMOUNT_PRIOR, defaults={
-            "calibrator": {"kind": AMOUNT_PRIOR, "log_median": median, "log_mad": max(mad, 0.05)},
-            "n_reference": int(amounts.size), "fitted_at": timezone.now()})
-        stored[AMOUNT_PRIOR] = int(amounts.size)
+            "calibrator": {"kind": AMOUNT_PRIOR, "log_median": prior[0], "log_mad": prior[1]},
+            "n_reference": prior[2], "fitted_at": timezone.now()})
+        stored[AMOUNT_PRIOR] = prior[2]
     return stored

@@ -98,7 +98,7 @@ def test_fraud_check_payment_is_stored_scored_once_and_not_rescored_by_the_consu
 
 @pytest.mark.parametrize(("name", "event", "decision"), [
     ("guest small basket", {"amount": "30.00", "customer_id": "shopper-1"}, "ALLOW"),
-    ("new customer, 300", {"amount": "300.00", "customer_id": "newbie-1"}, "REVIEW"),
+    ("new customer, 600", {"amount": "600.00", "customer_id": "newbie-1"}, "REVIEW"),
     ("new customer, 1,500", {"amount": "1500.00", "customer_id": "newbie-2"}, "BLOCK"),
 ])
 def test_fraud_check_clear_decisions(tenant_a, name, event, decision):

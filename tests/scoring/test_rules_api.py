@@ -24,7 +24,7 @@ def test_the_default_rule_set_is_created_on_first_use(tenant_a):
     assert response.status_code == 200
     names = {r["name"] for r in response.json()["results"]}
     assert names == {"velocity_count_1h", "velocity_amount_1h", "new_customer_high_amount", "shared_ip",
-                     "shared_device", "large_amount"}
+                     "shared_device", "large_amount", "account_takeover"}
     assert all(r["version"] == 1 for r in response.json()["results"])
 
 
@@ -33,7 +33,33 @@ def test_default_thresholds_come_from_the_tenant_config(tenant_a):
     tenant.config = {"scoring": {"rules": {"large_amount": 2000}}}
     tenant.save(update_fields=["config"])
     rules = {r["name"]: r for r in tenant_a.client("read").get("/api/v1/rules").json()["results"]}
-    assert rules["large_amount"]["condition"]["value"] == 2000
+    assert rules["large_amount"]["condition"]["all"][0]["value"] == 2000
+
+
+def test_tenant_default_rules_adapt_amounts_to_the_shop_and_catch_takeovers():
+    from scoring.config import RuleThresholds
+    from scoring.features import FEATURE_NAMES
+    from scoring.rules import RuleSet
+    from scoring.services import tenant_default_rules
+
+    rules = RuleSet(tenant_default_rules(RuleThresholds()))
+    base = {name: 0 for name in FEATURE_NAMES} | {"event_type": "payment", "status": "", "country": "FR",
+                                                   "currency": "EUR", "payment_method": "", "channel": ""}
+
+    def fired(**features):  # type: ignore[no-untyped-def]
+        hits = rules.evaluate_row(base | features).hits[0]
+        return {r.name for r, hit in zip(rules.rules, hits, strict=True) if hit}
+
+    # 300 from a new customer in a shop where that is an ordinary basket: nothing.
+    assert fired(is_new_customer=1, amount_tenant=300, amount_robust_z=0.8) == set()
+    # The same amount far above what this shop usually sees: both amount rules.
+    assert fired(is_new_customer=1, amount_tenant=700, amount_robust_z=2.5) == {"new_customer_high_amount",
+                                                                                 "large_amount"}
+    takeover = {"is_new_customer": 0, "new_device": 1, "new_country": 1, "amount_robust_z": 3.5,
+                "amount_tenant": 180}
+    assert fired(**takeover) == {"account_takeover"}
+    assert fired(**(takeover | {"new_device": 0})) == set()
+    assert fired(**(takeover | {"amount_robust_z": 1.0})) == set()
 
 
 def test_create_update_delete_are_versioned(tenant_a):
