@@ -67,6 +67,10 @@ class RetrainingSettings(_Section):
     label_maturity_days: float = Field(default=7.0, ge=0, le=180)
     # Supervised model only with enough known frauds (and legit rows) at the training cutoff.
     supervised_min_positives: int = Field(default=30, ge=5)
+    # Consensus weight of the supervised detector, written into the scoring config when a model
+    # with one is promoted. Its output is already a calibrated probability of fraud (isotonic/Platt
+    # on labels), so halving it like the percentile detectors' default weight would understate it.
+    supervised_weight: float = Field(default=1.0, ge=0, le=1)
     holdout_fraction: float = Field(default=0.25, gt=0, lt=0.9)
     min_holdout_positives: int = Field(default=5, ge=1)
     tolerance: float = Field(default=0.01, ge=0, lt=1)

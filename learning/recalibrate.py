@@ -141,6 +141,26 @@ def threshold_for_precision(labelled_scores: np.ndarray, labels: np.ndarray, tar
     return float(s_sorted[last])
 
 
+def best_precision_threshold(labelled_scores: np.ndarray, labels: np.ndarray, *,
+                             min_alerts_labelled: int = 10) -> tuple[float | None, float]:
+    """(threshold, precision) of the most precise cut with at least `min_alerts_labelled` labelled
+    events above it; the lowest such threshold on ties (more recall for the same precision)."""
+    s, y = _as_arrays(labelled_scores, labels)
+    if s.size == 0:
+        return None, 0.0
+    order = np.argsort(-s, kind="stable")
+    s_sorted, y_sorted = s[order], y[order]
+    k = np.arange(1, s.size + 1)
+    precision = np.cumsum(y_sorted) / k
+    valid = np.r_[s_sorted[1:] < s_sorted[:-1], True] & (k >= min_alerts_labelled)
+    if not valid.any():
+        return None, 0.0
+    p = np.where(valid, precision, -1.0)
+    best = float(p.max())
+    last = int(np.flatnonzero(p == best)[-1])
+    return float(s_sorted[last]), best
+
+
 def threshold_for_recall(labelled_scores: np.ndarray, labels: np.ndarray, target: float) -> float | None:
     """The HIGHEST threshold (fewest alerts) that still catches `target` of the labelled frauds."""
     s, y = _as_arrays(labelled_scores, labels)
@@ -190,11 +210,13 @@ def recalibrate(
             reason = (f"lowest threshold keeping precision >= {pol.target:.0%} on {n_lab} labels "
                       f"({n_pos} fraud)")
             if new is None:
-                # No threshold reaches the target: the best available is the most precise one,
-                # which on the labels means alerting on as little as the support allows.
-                new = pol.max_threshold
-                reason = (f"no threshold reaches precision {pol.target:.0%} on {n_lab} labels: "
-                          "raised to the maximum")
+                # No threshold reaches the target: take the most precise supported one rather than
+                # the maximum, which would silence the detector altogether.
+                new, best = best_precision_threshold(ls, y, min_alerts_labelled=pol.min_alerts_labelled)
+                reason = (f"no threshold reaches precision {pol.target:.0%} on {n_lab} labels ({n_pos} fraud): "
+                          f"the most precise one ({best:.0%})" if new is not None else
+                          f"no threshold reaches precision {pol.target:.0%} on {n_lab} labels")
+                details["target_unreachable"] = True
         else:
             new = threshold_for_recall(ls, y, pol.target)
             reason = f"highest threshold keeping recall >= {pol.target:.0%} of {n_pos} labelled frauds"

@@ -392,7 +392,36 @@ def retrain_request(*, trigger: str, by: str = "") -> RetrainJob:
     return job
 
 
-def _engine_for(model: Any, version: int, scoring_cfg: Any) -> Any:
+def challenger_consensus(consensus: Any, model: Any, cfg: LearningConfig) -> Any:
+    """The consensus settings a model is scored with once promoted: the tenant's, plus the
+    supervised detector's weight when the model has one and the tenant has not set it."""
+    import dataclasses
+
+    from .supervised import GradientBoostingDetector
+
+    name = GradientBoostingDetector.name
+    if name not in [d.name for d in model.detectors] or name in consensus.detector_weights:
+        return consensus
+    return dataclasses.replace(consensus, detector_weights={**consensus.detector_weights,
+                                                            name: cfg.retraining.supervised_weight})
+
+
+def _weights_apply(consensus: Any) -> None:
+    """Write detector weights into the tenant's scoring config (read by the scoring path)."""
+    from tenants.config import config_validate
+
+    tenant = _tenant()
+    config = dict(tenant.config or {})
+    scoring = dict(config.get("scoring") or {})
+    section = dict(scoring.get("consensus") or {})
+    section["detector_weights"] = {**section.get("detector_weights", {}), **dict(consensus.detector_weights)}
+    scoring["consensus"] = section
+    config["scoring"] = scoring
+    tenant.config = config_validate(config)
+    type(tenant).objects.filter(pk=tenant.pk).update(config=tenant.config)
+
+
+def _engine_for(model: Any, version: int, scoring_cfg: Any, consensus: Any = None) -> Any:
     """The scoring engine of a model as the scoring path builds it (tenant calibration when there is
     enough of it), without rules: rules are the same for champion and challenger."""
     from scoring.calibration import calibrator_from_dict
@@ -408,7 +437,7 @@ def _engine_for(model: Any, version: int, scoring_cfg: Any) -> Any:
             calibrators[det.name] = calibrator_from_dict(state.calibrator)
         else:
             calibrators[det.name] = model.calibrators[det.name]
-    return ScoringEngine(model.detectors, calibrators, None, consensus_config_for(scoring_cfg))
+    return ScoringEngine(model.detectors, calibrators, None, consensus or consensus_config_for(scoring_cfg))
 
 
 def _take(frame: Mapping[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -490,7 +519,10 @@ def retrain_run(*, job_id: int, now: datetime | None = None) -> RetrainJob:
         risk_old = _engine_for(champion, champion_row.version, scoring_cfg).score(hold).risk
         k = max(int((risk_old >= threshold).sum()), 1)
         ev_old = evaluate(y_hold, risk_old, threshold, k=k)
-        ev_new = evaluate(y_hold, _engine_for(model, -1, scoring_cfg).score(hold).risk, threshold, k=k)
+        from scoring.pipeline import consensus_config_for
+
+        consensus_new = challenger_consensus(consensus_config_for(scoring_cfg), model, cfg)
+        ev_new = evaluate(y_hold, _engine_for(model, -1, scoring_cfg, consensus_new).score(hold).risk, threshold, k=k)
         verdict = champion_challenger(ev_new, ev_old, tolerance=cfg.retraining.tolerance,
                                       min_positives=cfg.retraining.min_holdout_positives)
         relative = f"models/{tenant.schema_name}/job-{job.pk}-{now:%Y%m%dT%H%M%S}"
@@ -506,6 +538,8 @@ def retrain_run(*, job_id: int, now: datetime | None = None) -> RetrainJob:
             row.version, champion_row.version, metrics, verdict.reason)
         if verdict.promote:
             registry.model_promote(version=row.version)
+            if consensus_new.detector_weights != consensus_config_for(scoring_cfg).detector_weights:
+                _weights_apply(consensus_new)
             job.promoted = True
         job.status = RetrainJob.Status.DONE
     except Exception as exc:  # recorded on the job, and re-raised for anything unexpected

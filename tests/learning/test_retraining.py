@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from learning import services
-from learning.models import DriftReport, Label, RetrainJob
+from learning.models import Label, RetrainJob
 from scoring import registry
 from scoring.models import Anomaly, ModelVersion
 from tests.learning.factories import NOW, chargebacks, scored_log, set_learning_config
@@ -23,7 +23,7 @@ def _labels(rows: list[dict]) -> None:
                                for r in rows])
 
 
-def _retrain(**cfg: object) -> RetrainJob:
+def _retrain() -> RetrainJob:
     job = services.retrain_request(trigger="request", by="test")
     return services.retrain_run(job_id=job.pk, now=NOW)
 
@@ -64,6 +64,11 @@ def test_retraining_promotes_better_refuses_worse_and_rolls_back(tenant) -> None
     row = ModelVersion.objects.get(version=1)
     assert row.status == "active" and row.sha256 and row.features and row.code_version and row.training_from
     assert "supervised_gbm" in [d.name for d in registry.load_version(row).detectors]
+    # the promoted model's probability counts in full in the scoring consensus
+    from scoring.config import scoring_config
+
+    tenant.tenant.refresh_from_db()
+    assert scoring_config(tenant.tenant).consensus.detector_weights == {"supervised_gbm": 1.0}
 
     # a challenger without the supervised model is worse on the held-out window: registered, not promoted
     set_learning_config(tenant.tenant, retraining={**FAST, "supervised_min_positives": 100_000})
