@@ -238,9 +238,11 @@ def recalibrate(
         details["proposed"] = clamped
         clamped = current
         reason += f"; change below {pol.min_change}: kept"
-    kw = {"scores": s, "days": days, "labelled_scores": ls, "labels": y, "min_alerts_labelled": 1}
+    def point(t: float) -> OperatingPoint:
+        return operating_point(t, scores=s, days=days, labelled_scores=ls, labels=y, min_alerts_labelled=1)
+
     return Recalibration(
         old_threshold=float(current), new_threshold=float(clamped), mode=mode, reason=reason,
-        before=operating_point(current, **kw), after=operating_point(clamped, **kw),
+        before=point(current), after=point(clamped),
         n_labels=n_lab, n_positives=n_pos, n_scores=int(s.size), details=details,
     )
