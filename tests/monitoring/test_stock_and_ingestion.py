@@ -36,7 +36,7 @@ def test_stock_thresholds_alert_once_per_crossing(tenant_a) -> None:  # type: ig
     assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
     StockLevel.objects.filter(product_id="sku-1").update(level=10)
     assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1  # a new crossing alerts again
-    levels = list(Anomaly.objects.filter(kind="stock", metric="stock_level").order_by("id")
+    levels = list(Anomaly.objects.filter(kind="stock", detectors__has_key="stock_threshold").order_by("id")
                   .values_list("severity", "entity", "observed"))
     assert levels == [("medium", "sku-1", 15.0), ("high", "sku-1", 3.0), ("medium", "sku-1", 10.0)]
 
@@ -49,7 +49,7 @@ def test_high_demand_predicts_stockout_before_the_threshold(tenant_a) -> None:  
     _sales("slow", 5)
     assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1
     a = Anomaly.objects.get(kind="stock")
-    assert a.entity == "hot" and a.metric == "days_of_cover" and a.severity == "high"
+    assert a.entity == "hot" and a.detectors == {"stockout_forecast": 1.0} and a.severity == "high"
     assert abs(a.impact["days_of_cover"] - 2.5) < 0.1 and abs(a.impact["velocity_per_day"] - 120) < 1
     assert a.impact["stockout_at"].startswith("2026-03-23")
     assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
