@@ -91,7 +91,7 @@ def bench_live(tenant, n_values: int) -> dict:  # type: ignore[no-untyped-def]
                                                  last_bucket=last) for m in metrics for v in range(1, n_values + 1)])
     series = len(metrics) * n_values
     runs = []
-    for i in range(3):  # the same closed minute re-evaluated: reset the state between runs
+    for _ in range(3):  # the same closed minute re-evaluated: reset the state between runs
         SeriesState.objects.update(last_bucket=last)
         started = time.perf_counter()
         counts = kpi_evaluate(tenant=tenant, now=now + timedelta(seconds=130))
@@ -139,7 +139,7 @@ def bench_rollups(tenant, n_events: int) -> dict:  # type: ignore[no-untyped-def
     rng = random.Random(0)
     start = datetime(2026, 5, 4, tzinfo=UTC)
     events = []
-    for k in range(n_events):
+    for _ in range(n_events):
         kind = rng.choice(["order", "click", "click", "impression", "payment"])
         events.append({"type": kind, "occurred_at": start + timedelta(seconds=rng.randrange(3600)),
                        "amount": rng.uniform(5, 200) if kind in ("order", "payment") else None, "currency": "USD",

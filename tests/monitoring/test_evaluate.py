@@ -56,7 +56,7 @@ def test_backfill_gives_the_same_anomalies_as_streaming(tenant_a) -> None:  # ty
     streamed = anomaly_set()
     by_key = {x[:3]: x for x in backfill}
     for x in streamed:
-        assert x == by_key.get(x[:3]), [(i, a, b) for i, (a, b) in enumerate(zip(x, by_key.get(x[:3], x))) if a != b]
+        assert x == by_key.get(x[:3]), [(i, a, b) for i, (a, b) in enumerate(zip(x, by_key.get(x[:3], x), strict=True)) if a != b]
     assert streamed == backfill
 
 
