@@ -129,3 +129,11 @@ def test_explain_week_over_week(tenant_a) -> None:  # type: ignore[no-untyped-de
     assert {"mix_effect", "rate_effect"} <= set(ratio["by"]["channel"][0])
     assert client.get("/api/v1/explain?metric=revenue&compare=custom").status_code == 400
     assert client.get("/api/v1/explain?metric=revenue&by=planet").status_code == 400
+
+
+def test_status_reports_evaluated_buckets(tenant_a) -> None:  # type: ignore[no-untyped-def]
+    from monitoring.models import MonitorState
+
+    MonitorState.objects.create(defaults_created=True, buckets_evaluated=1234)
+    body = tenant_a.client("read").get("/api/v1/status").json()
+    assert body["checks"]["kpi"]["kpi_buckets_evaluated"] == 1234
