@@ -722,6 +722,9 @@ def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str,
                            np.where((fc.days_to_critical <= lead) | (cover <= lead + cfg.stock_safety_days),
                                     "warning", "ok"))
     cover_state = np.where(level_state != "ok", "ok", cover_state)  # the level alert already says it
+    # hysteresis: a cover alert re-arms only once cover is clearly back (x1.5), or the level alert took
+    # over, so sales noise around the cut does not flap ok -> warning -> ok -> warning
+    clear = (cover > 1.5 * (lead + cfg.stock_safety_days)) | (level_state != "ok")
     states = {(s.product_id, s.kind): s for s in StockAlertState.objects.filter(product_id__in=products)}
     new: list[Anomaly] = []
     touched: list[StockAlertState] = []
@@ -730,6 +733,8 @@ def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str,
         for check, current in (("level", str(level_state[i])), ("cover", str(cover_state[i]))):
             st = states.get((r["product_id"], check)) or StockAlertState(product_id=r["product_id"], kind=check)
             previous = st.level
+            if check == "cover" and current == "ok" and previous != "ok" and not clear[i]:
+                current = previous
             if current == previous:
                 continue
             st.level, st.updated_at = current, now

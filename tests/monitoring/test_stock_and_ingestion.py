@@ -111,3 +111,17 @@ def test_campaign_ctr_collapse_from_default_configuration(tenant_a) -> None:  # 
     assert [(a.dimensions, a.direction, a.entity) for a in found] == [({"campaign": "spring"}, "down", "spring")]
     a = found.get()
     assert a.occurred_at == t0 + timedelta(hours=hours - 3) and "ratio_binomial" in a.detectors
+
+
+def test_cover_alert_does_not_flap_around_the_cut(tenant_a) -> None:  # type: ignore[no-untyped-def]
+    StockLevel.objects.create(product_id="hot", level=300, threshold=20, updated_at=NOW)
+    _sales("hot", 120)
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1
+    StockLevel.objects.filter(product_id="hot").update(level=800)  # 6.7 days: just out of lead + safety
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
+    StockLevel.objects.filter(product_id="hot").update(level=700)  # back in: still the same alert
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
+    StockLevel.objects.filter(product_id="hot").update(level=3000)  # restocked: re-armed
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
+    StockLevel.objects.filter(product_id="hot").update(level=600)
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1
