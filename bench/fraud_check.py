@@ -1,0 +1,156 @@
+"""Fraud-check latency: POST /api/v1/fraud-check with one payment at fixed rates (open loop).
+
+    .venv/bin/python bench/fraud_check.py [--rates 200,500] [--seconds 15]
+
+Requests leave on a fixed schedule whatever the answers do and client latency is measured from the
+scheduled send time (no coordinated omission). Server-side time comes from the `Server-Timing`
+header of each answer: `app` = the view, authentication included (validation, storing the event,
+enrichment, scoring, recording an anomaly when flagged); `score` = enrichment + scoring alone.
+Two daphne processes (one per core), a fresh tenant in its own database (pulse_scoring_bench) and
+Redis db 8 (override with PULSE_BENCH_DB / PULSE_BENCH_REDIS_URL). Prints one JSON line per rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import queue
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("PULSE_BENCH_DB", "pulse_scoring_bench")
+os.environ.setdefault("PULSE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest_bench_common import (  # noqa: E402
+    REDIS_URL,
+    emit,
+    ensure_database,
+    free_port,
+    fresh_tenant,
+    start_daphne,
+    stop,
+    wait_http,
+)
+
+
+def _payments(n: int, seed: int) -> list[bytes]:
+    """Payments of a pool of 3,000 customers (so velocity and history features have something to
+    count), timestamps = now at send time (left to the server)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        c = rng.randrange(3000)
+        out.append(json.dumps({
+            "type": "payment", "event_id": f"fc-{seed}-{i}", "customer_id": f"cust-{c}", "amount": f"{rng.lognormvariate(3.7, 0.8):.2f}",
+            "currency": "USD", "status": "succeeded" if rng.random() > 0.05 else "failed", "country": "US",
+            "ip": f"10.{c % 250}.{rng.randrange(4)}.{c % 200}", "device_id": f"dev-{c}", "payment_method": "card",
+            "attributes": {"card_fingerprint": f"card-{c}-{rng.randrange(2)}"}, "channel": "web", "store_id": "s1",
+        }).encode())
+    return out
+
+
+def _server_timing(header: str | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in (header or "").split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if dur:
+            out[name] = float(dur)
+    return out
+
+
+def _worker(key: str, jobs: queue.Queue, results: list[tuple[float, int, dict[str, float], str]]) -> None:
+    conns: dict[int, http.client.HTTPConnection] = {}
+    headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        scheduled, port, body = job
+        conn = conns.get(port) or conns.setdefault(port, http.client.HTTPConnection("127.0.0.1", port, timeout=30))
+        timing: dict[str, float] = {}
+        decision = ""
+        try:
+            conn.request("POST", "/api/v1/fraud-check", body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            status = response.status
+            timing = _server_timing(response.getheader("Server-Timing"))
+            if status == 200:
+                decision = json.loads(payload)["decision"]
+        except OSError:
+            conns.pop(port, None)
+            status = 0
+        results.append((time.perf_counter() - scheduled, status, timing, decision))
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(p / 100 * len(values)))], 2) if values else float("nan")
+
+
+def _run(rate: float, seconds: float, ports: list[int], key: str, bodies: list[bytes]) -> dict:
+    jobs: queue.Queue = queue.Queue()
+    results: list[tuple[float, int, dict[str, float], str]] = []
+    threads = [threading.Thread(target=_worker, args=(key, jobs, results), daemon=True) for _ in range(48)]
+    for t in threads:
+        t.start()
+    n = int(rate * seconds)
+    start = time.perf_counter() + 0.1
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        jobs.put((scheduled, ports[i % len(ports)], bodies[i % len(bodies)]))
+    deadline = time.monotonic() + 120
+    while len(results) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in threads:
+        jobs.put(None)
+    client_ms = [r[0] * 1000 for r in results]
+    app = [r[2]["app"] for r in results if "app" in r[2]]
+    score = [r[2]["score"] for r in results if "score" in r[2]]
+    decisions: dict[str, int] = {}
+    for r in results:
+        decisions[r[3] or f"status {r[1]}"] = decisions.get(r[3] or f"status {r[1]}", 0) + 1
+    return {"rate_per_s": rate, "requests": len(results), "ok": sum(1 for r in results if r[1] == 200),
+            "client_p50_ms": _pct(client_ms, 50), "client_p99_ms": _pct(client_ms, 99),
+            "server_app_p50_ms": _pct(app, 50), "server_app_p99_ms": _pct(app, 99),
+            "server_score_p50_ms": _pct(score, 50), "server_score_p99_ms": _pct(score, 99),
+            "decisions": decisions}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rates", default="200,500")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    ensure_database()
+    tenant = fresh_tenant("bench-fraud")
+    ports = [free_port(), free_port()]
+    # The benchmark settings turn batch consumers off; the fraud-check needs none (it scores inline).
+    servers = [start_daphne(port) for port in ports]
+    try:
+        for port in ports:
+            wait_http(port)
+        warm = _payments(400, seed=0)
+        _run(50, len(warm) / 50, ports, tenant["api_key"], warm)  # rebuild, model load, rule defaults, pools
+        for i, rate in enumerate(float(r) for r in args.rates.split(",")):
+            bodies = _payments(int(rate * args.seconds), seed=i + 1)
+            emit({"bench": "fraud_check", **_run(rate, args.seconds, ports, tenant["api_key"], bodies),
+                  "servers": "2x daphne", "redis": REDIS_URL})
+    finally:
+        for server in servers:
+            stop(server)
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).delete("celery")  # batch hand-offs nobody consumed
+
+
+if __name__ == "__main__":
+    main()
