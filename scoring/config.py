@@ -88,7 +88,8 @@ class ScoringConfig(_Section):
     consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     # Decisions that become Anomaly rows on the async path (fraud-check answers every decision).
-    anomaly_decisions: list[Literal["REVIEW", "BLOCK"]] = Field(default_factory=lambda: ["REVIEW", "BLOCK"])
+    anomaly_decisions: list[Literal["REVIEW", "BLOCK"]] = Field(
+        default_factory=lambda: ["REVIEW", "BLOCK"])  # type: ignore[arg-type]
     # How far back the rules dry-run replays events before its window, so that 24 h velocity and
     # customer history exist at the window's start (tenure beyond it is under-estimated).
     dry_run_warmup_days: int = Field(default=30, ge=1, le=180)

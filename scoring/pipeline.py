@@ -198,6 +198,8 @@ def scorer_for(tenant: Any) -> TenantScorer:
         registry.active_version()
         rules_ensure_defaults(tenant=tenant)
         version, sha, rules_rev, cal_rev = _revisions()
+    if version is None:
+        raise RuntimeError("no active model version after registering version 0")
     key = EngineKey(tenant_key(tenant), int(version), str(sha), rules_rev, cal_rev, config.fingerprint())
     scorer = _engines.get(key)
     if scorer is not None:
@@ -432,7 +434,7 @@ def reservoir_read(client: redis_lib.Redis, *, tenant: Any, model_version: int |
     prefix = tenant_prefix(tenant_key(tenant))
     key = prefix + (AMOUNTS_KEY if detector == AMOUNT_PRIOR
                     else RESERVOIR_KEY.format(version=model_version, detector=detector))
-    values = client.lrange(key, 0, -1)
+    values: list[bytes] = client.lrange(key, 0, -1)  # type: ignore[assignment]  # sync client
     return np.frombuffer(b"".join(values), dtype="<f8") if values else np.empty(0)
 
 
