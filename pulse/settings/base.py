@@ -163,6 +163,7 @@ PULSE_BATCH_CONSUMERS: list[str] = [
     "scoring.rollups.rollups_consume",
     "ingestion.orders.orders_consume",
     "scoring.pipeline.transactions_consume",
+    "monitoring.services.late_data_note",
 ]
 # A batch still unprocessed after this many seconds is handed over again (its worker died).
 PULSE_BATCH_SWEEP_AFTER_SECONDS = env_int("PULSE_BATCH_SWEEP_AFTER_SECONDS", 60)
