@@ -68,6 +68,15 @@ def _events(n: int, seed: int, hours: float, ago_hours: float | None = None) -> 
     return events
 
 
+def _fresh_redis(tenant: object) -> None:
+    """The re-created tenant must not inherit the Redis state of an earlier run (same schema name)."""
+    from pulse.lib.redis import get_redis
+    from scoring.enrich import clear_state
+
+    clear_state(get_redis(), tenant.schema_name)  # type: ignore[attr-defined]
+    get_redis().delete("celery")
+
+
 def throughput(args: argparse.Namespace, tenant: dict) -> None:
     from django.db import connection, transaction
 
@@ -81,7 +90,7 @@ def throughput(args: argparse.Namespace, tenant: dict) -> None:
 
     t = Tenant.objects.get(pk=tenant["pk"])
     connection.set_tenant(t)
-    get_redis().delete("celery")
+    _fresh_redis(t)
     consume, load, n_total = [], [], 0
     for i in range(args.batches + 1):  # the first batch warms up (rebuild, model load, rule defaults)
         # Consecutive 48 h slices (a day-long backfill per batch), so each batch reads like real traffic.
@@ -115,7 +124,7 @@ def latency(args: argparse.Namespace, tenant: dict) -> None:
 
     t = Tenant.objects.get(pk=tenant["pk"])
     connection.set_tenant(t)
-    get_redis().delete("celery")
+    _fresh_redis(t)
     worker = subprocess.Popen([PY, "-m", "celery", "-A", "pulse", "worker", "--pool", "solo", "-l", "WARNING",
                                "-n", f"bench-scoring-{os.getpid()}@%h"], cwd=ROOT,
                               env=bench_env(DJANGO_SETTINGS_MODULE=SETTINGS), start_new_session=True,
