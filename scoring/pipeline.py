@@ -352,6 +352,9 @@ def score_transactions(*, tenant: Any, events: Sequence[Mapping[str, Any]], clie
     if not state_ensure(tenant=tenant, client=client, exclude_batch_id=exclude_batch_id, wait_seconds=wait_seconds):
         raise StateNotReady(f"the scoring state of {tenant_key(tenant)} is being rebuilt")
     frame = scorer.enricher(client).enrich(transaction_inputs(tx))
+    # Context outside the feature contract that a tenant's supervised model may use (a compromised
+    # store is only learnable from it).
+    frame["store_id"] = np.array([e.get("store_id") or "" for e in tx], dtype=object)
     return ScoredTransactions(tx, frame, scorer.engine.score(frame), scorer)
 
 
@@ -461,8 +464,11 @@ def transactions_consume(*, batch: Any, events: list[dict[str, Any]]) -> None:
         return
     tenant = tenant_current()
     client = get_redis()
+    from learning.services import scored_events_record
+
     scored = score_transactions(tenant=tenant, events=events, client=client, exclude_batch_id=batch.pk)
     anomalies_record(anomalies=anomalies_build(scored, tenant=tenant))
+    scored_events_record(scored=scored)  # what learning (recalibration, drift, retraining) reads
     reservoir_push(scored, client, tenant=tenant)
 
 

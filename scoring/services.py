@@ -316,6 +316,8 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
     payload.setdefault("timestamp", timezone.now().isoformat())
     holder: dict[str, Any] = {}
 
+    from learning.services import scored_events_record
+
     def score_inside(batch: Any) -> None:
         events = batch_events_load(batch.pk)
         if not events:
@@ -325,6 +327,7 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
         holder["score_ms"] = (time.perf_counter() - t0) * 1e3
         holder["scored"] = scored
         anomalies_record(anomalies=anomalies_build(scored, tenant=tenant))
+        scored_events_record(scored=scored)
 
     result = events_ingest(tenant=tenant, raw_events=[payload], source="fraud_check", before_commit=score_inside)
     if result.rejected:
