@@ -210,13 +210,19 @@ def recalibrate(
             reason = (f"lowest threshold keeping precision >= {pol.target:.0%} on {n_lab} labels "
                       f"({n_pos} fraud)")
             if new is None:
-                # No threshold reaches the target: take the most precise supported one rather than
-                # the maximum, which would silence the detector altogether.
-                new, best = best_precision_threshold(ls, y, min_alerts_labelled=pol.min_alerts_labelled)
-                reason = (f"no threshold reaches precision {pol.target:.0%} on {n_lab} labels ({n_pos} fraud): "
-                          f"the most precise one ({best:.0%})" if new is not None else
-                          f"no threshold reaches precision {pol.target:.0%} on {n_lab} labels")
+                # No threshold reaches the target. Jumping to the most precise cut would trade away
+                # most of the recall (a fraud team rarely wants that); the honest fallback is the alert
+                # budget the team said it can handle, with the best reachable precision on record.
+                _, best = best_precision_threshold(ls, y, min_alerts_labelled=pol.min_alerts_labelled)
+                mode = "budget"
+                new = threshold_for_budget(s, days, pol.alerts_per_day)
+                reason = (f"no threshold reaches precision {pol.target:.0%} on {n_lab} labels ({n_pos} fraud; "
+                          f"best reachable {best:.0%}): holding the alert budget of {pol.alerts_per_day:g}/day"
+                          if best is not None else
+                          f"no threshold reaches precision {pol.target:.0%} on {n_lab} labels: holding the alert "
+                          f"budget of {pol.alerts_per_day:g}/day")
                 details["target_unreachable"] = True
+                details["best_precision"] = best
         else:
             new = threshold_for_recall(ls, y, pol.target)
             reason = f"highest threshold keeping recall >= {pol.target:.0%} of {n_pos} labelled frauds"

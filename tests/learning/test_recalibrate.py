@@ -114,12 +114,13 @@ def test_operating_point() -> None:
     assert op.alerts_per_day == 1.5 and op.precision == 0.5 and op.recall == 0.5 and op.labelled_above == 2
 
 
-def test_unreachable_target_takes_the_most_precise_threshold_not_the_maximum() -> None:
+def test_unreachable_target_holds_the_alert_budget_instead_of_silencing_the_detector() -> None:
     rng = np.random.default_rng(8)
     y = (rng.random(2000) < 0.1).astype(np.int8)
     s = np.where(y == 1, rng.beta(3, 2, 2000), rng.beta(2, 3, 2000))  # best precision well below 0.99
     r = recalibrate(current=0.3, scores=s, days=1, labelled_scores=s, labels=y,
-                    policy=RecalibrationPolicy(target=0.99, min_alerts_labelled=20))
-    assert r.details["target_unreachable"] and "most precise" in r.reason
-    assert r.new_threshold < 0.99 and r.after.alerts_per_day >= 20
-    assert r.after.precision is not None and r.after.precision > r.before.precision
+                    policy=RecalibrationPolicy(target=0.99, min_alerts_labelled=20, alerts_per_day=300))
+    assert r.details["target_unreachable"] and r.mode == "budget" and "alert budget" in r.reason
+    assert r.details["best_precision"] < 0.99
+    assert r.new_threshold < 0.99 and r.after.alerts_per_day == pytest.approx(300, rel=0.05)
+    assert r.after.recall is not None and r.after.recall > 0.3  # the detector still catches fraud
