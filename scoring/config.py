@@ -75,6 +75,9 @@ class ConsensusSettings(_Section):
 class CalibrationSettings(_Section):
     # Below this many recent scores per detector the model's global calibration is kept.
     min_scores: int = Field(default=5_000, ge=100)
+    # A new tenant gets its first calibration at this many scores, refitted each time the count
+    # doubles until `min_scores` (the global calibration may not fit its traffic at all).
+    warmup_scores: int = Field(default=1_000, ge=100)
     # Recent raw scores kept per detector (a Redis reservoir fed by the async path).
     reservoir_size: int = Field(default=50_000, ge=1_000, le=500_000)
 

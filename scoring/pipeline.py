@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 MARKER_KEY = "meta:ready"  # under the tenant prefix: a flush or clear_state removes it with the state
 RESERVOIR_KEY = "meta:raw:{version}:{detector}"
 AMOUNTS_KEY = "meta:amounts"
+WARMUP_KEY = "meta:calibration_warm_n"
 AMOUNT_PRIOR = "amount_prior"
 _PER_BATCH_SAMPLE = 500  # raw scores pushed to the calibration reservoir per batch and detector
 
@@ -226,7 +227,7 @@ def _build_scorer(tenant: Any, key: EngineKey, config: ScoringConfig) -> TenantS
               for s in CalibrationState.objects.filter(model_version=key.model_version)}
     prior_row = CalibrationState.objects.filter(model_version__isnull=True, detector=AMOUNT_PRIOR).first()
     prior = None
-    if prior_row is not None and prior_row.n_reference >= config.calibration.min_scores:
+    if prior_row is not None and prior_row.n_reference >= config.calibration.warmup_scores:
         prior = (float(prior_row.calibrator["log_median"]), float(prior_row.calibrator["log_mad"]))
     return scorer_assemble(tenant=tenant, key=key, config=config, model=registry.load_version(row),
                            rules=[r.definition() for r in Rule.objects.all()], calibrations=states, prior=prior)
@@ -236,11 +237,12 @@ def scorer_assemble(*, tenant: Any, key: EngineKey, config: ScoringConfig, model
                     calibrations: Mapping[str, tuple[Calibrator, int]] | None = None,
                     prior: tuple[float, float] | None = None) -> TenantScorer:
     """A scorer from loaded parts (no database): the tenant's calibration of a detector replaces the
-    model's global one once it rests on at least `calibration.min_scores` recent scores."""
+    model's global one once it rests on at least `calibration.warmup_scores` recent scores (the warm-up
+    fits; from `min_scores` on, the hourly refit keeps it current)."""
     calibrators: dict[str, Calibrator] = {}
     for det in model.detectors:
         own = (calibrations or {}).get(det.name)
-        if own is not None and own[1] >= config.calibration.min_scores:
+        if own is not None and own[1] >= config.calibration.warmup_scores:
             calibrators[det.name] = own[0]
         else:
             calibrators[det.name] = model.calibrators[det.name]  # global default until enough data
@@ -470,6 +472,34 @@ def transactions_consume(*, batch: Any, events: list[dict[str, Any]]) -> None:
     anomalies_record(anomalies=anomalies_build(scored, tenant=tenant))
     scored_events_record(scored=scored)  # what learning (recalibration, drift, retraining) reads
     reservoir_push(scored, client, tenant=tenant)
+    calibration_warmup(scored, client, tenant=tenant)
+
+
+def calibration_warmup(scored: ScoredTransactions, client: redis_lib.Redis, *, tenant: Any) -> bool:
+    """A new tenant is scored with the global calibration, which may not fit its traffic at all (other
+    amounts, other velocities). Rather than wait for the hourly refit, fit the tenant's calibrators as
+    soon as the reservoir holds `warmup_scores` values and again each time it doubles, until the full
+    `min_scores` is reached. Returns whether a refit was queued."""
+    calibration = scored.scorer.config.calibration
+    if not scored.result.scores:
+        return False
+    prefix = tenant_prefix(tenant_key(tenant))
+    detector = sorted(scored.result.scores)[0]
+    size = client.llen(prefix + RESERVOIR_KEY.format(version=scored.scorer.model_version, detector=detector))
+    last = int(client.get(prefix + WARMUP_KEY) or 0)
+    if last >= calibration.min_scores or size < calibration.warmup_scores or size < 2 * last:
+        return False
+    client.set(prefix + WARMUP_KEY, int(size), ex=30 * 86_400)  # type: ignore[arg-type]
+
+    def refit() -> None:
+        from .tasks import calibration_refresh
+
+        calibration_refresh.delay(min_scores=calibration.warmup_scores)
+
+    from django.db import transaction
+
+    transaction.on_commit(refit)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,7 +526,8 @@ def calibrations_from_reservoirs(*, client: redis_lib.Redis, tenant: Any, model_
     return fitted, prior
 
 
-def calibration_fit(*, tenant: Any, client: redis_lib.Redis | None = None) -> dict[str, int]:
+def calibration_fit(*, tenant: Any, client: redis_lib.Redis | None = None,
+                    min_scores: int | None = None) -> dict[str, int]:
     """Fit the tenant's percentile calibrators (active model) and amount prior from the reservoirs,
     where there is enough data; below `calibration.min_scores` the global defaults stay.
     Returns {detector: reference size} for what was stored."""
@@ -511,7 +542,7 @@ def calibration_fit(*, tenant: Any, client: redis_lib.Redis | None = None) -> di
     model = registry.load_version(row)
     fitted, prior = calibrations_from_reservoirs(client=client, tenant=tenant, model_version=row.version,
                                                  detectors=[d.name for d in model.detectors],
-                                                 min_scores=config.calibration.min_scores)
+                                                 min_scores=min_scores or config.calibration.min_scores)
     stored: dict[str, int] = {}
     for name, (cal, n) in fitted.items():
         CalibrationState.objects.update_or_create(model_version=row.version, detector=name, defaults={
