@@ -5,6 +5,11 @@ Votes: a detector votes when its score reaches `cut` (0.5 = its own threshold). 
 - mode "pairwise": at least 2 votes; "all": every available detector; an int: that many votes.
 - when fewer detectors are available than required (e.g. a new series where only the rolling z-score
   can judge), the lone votes must reach the stricter `solo_cut`, rather than silence or a free pass.
+- decisive evidence: a detector named in `decisive` (the primary, which models the series' own noise)
+  whose score reaches `decisive_cut` (default 2/3: its statistic at twice its threshold) confirms alone
+  in "pairwise" mode, where the caller allows it (`decisive_ok`). A forecast fitted on a thin or short history often abstains or lags a collapse
+  (a campaign's CTR at ~0 for hours); a 2x-threshold primary statistic does not need its vote. An
+  explicit k or "all" is the user's choice and is never relaxed.
 
 Combined score = mean of the k highest available scores (so confirmed implies >= cut). Expected value =
 median of the voting detectors' expectations. Severity grows with how far past its threshold the
@@ -34,6 +39,8 @@ class ConsensusConfig:
     severity_multiples: tuple[float, float, float] = (2.0, 4.0, 8.0)
     high_relative_change: float = 0.5
     critical_drop: float = 0.9
+    decisive: tuple[str, ...] = ()
+    decisive_cut: float = 2.0 / 3.0
 
     def required(self, available: np.ndarray) -> np.ndarray:
         if self.mode == "all":
@@ -68,8 +75,12 @@ class ConsensusResult:
 
 
 def combine(scores: Mapping[str, KpiScores], config: ConsensusConfig | None = None, *,
-            kind: str = "gauge") -> ConsensusResult:
-    """Vectorised consensus over aligned detector outputs (same points / series in the same order)."""
+            kind: str = "gauge", decisive_ok: np.ndarray | None = None) -> ConsensusResult:
+    """Vectorised consensus over aligned detector outputs (same points / series in the same order).
+
+    `decisive_ok` (bool per point, default all) says where the decisive rule may apply: the caller
+    knows when a statistic is trustworthy alone (an exact sampling model, evidence pooled over a run)
+    and when it is not (one bucket of a heavy-tailed money series: a single large order)."""
     cfg = config or ConsensusConfig()
     names = list(scores)
     S = np.vstack([scores[n].score for n in names])  # detectors x points
@@ -83,6 +94,16 @@ def combine(scores: Mapping[str, KpiScores], config: ConsensusConfig | None = No
     full = available >= need
     solo_votes = (S0 >= cfg.solo_cut).sum(axis=0)
     confirmed = np.where(full, votes >= need, (available > 0) & (solo_votes >= np.maximum(available, 1)))
+    decisive = np.zeros(confirmed.shape, bool)
+    decisive_score = np.full(confirmed.shape, -np.inf)
+    if cfg.mode == "pairwise":
+        for i, name in enumerate(names):
+            if name in cfg.decisive:
+                hit = (S0[i] >= cfg.decisive_cut) & (True if decisive_ok is None else decisive_ok)
+                decisive |= hit
+                decisive_score = np.where(hit, np.fmax(decisive_score, S0[i]), decisive_score)
+    lone = decisive & ~confirmed
+    confirmed = confirmed | decisive
     # combined: mean of the k highest available scores
     k = np.clip(np.minimum(need, available), 1, None)
     ranked = -np.sort(-S0, axis=0)
@@ -90,6 +111,8 @@ def combine(scores: Mapping[str, KpiScores], config: ConsensusConfig | None = No
     take = (pos < k[None, :]) & np.isfinite(ranked)
     with np.errstate(invalid="ignore"):
         combined = np.where(available > 0, np.where(take, ranked, 0).sum(axis=0) / k, np.nan)
+    # confirmed by a decisive detector alone: its own score, not a mean with the abstaining/silent ones
+    combined = np.where(lone, np.fmax(combined, decisive_score), combined)
     voting = avail_mask & (S0 >= cfg.cut) & np.isfinite(E)
     use = np.where(voting.any(axis=0)[None, :], voting, avail_mask & np.isfinite(E))
     expected = row_median(np.where(use, E, np.nan).T)

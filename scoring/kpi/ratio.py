@@ -200,4 +200,6 @@ class BinomialRatioDetector:
         return KpiScores(self.name, observed, threshold_score(z, self.z_threshold), p0,
                          np.clip(p0 - self.z_threshold * sd, 0, 1), np.clip(p0 + self.z_threshold * sd, 0, 1),
                          z, self.z_threshold, "z", {"period": periods.astype(float), "denominator": n,
-                                                    "wilson_lower": lo_w, "wilson_upper": hi_w})
+                                                    "wilson_lower": lo_w, "wilson_upper": hi_w,
+                                                    # what a run of buckets needs to pool its evidence
+                                                    "k0": k0, "n0": n0, "phi": phi})
