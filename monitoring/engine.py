@@ -13,6 +13,20 @@ the same anomalies. Fit caches are only memoisation: the caller may persist and 
 Incidents: a run of consecutive anomalous buckets (same direction, after direction / minimum change /
 calendar filters) becomes ONE incident when it reaches `min_duration` buckets; later buckets of the
 same run update it (peak severity, duration, cumulated impact) instead of raising a new one.
+
+Evidence over runs: a small series cannot show a collapse in one bucket (6 -> 0 orders is ~2.4 sigma
+under Poisson), but two hours at 0 when 12 were expected is near impossible. Each series therefore
+keeps an evidence run: consecutive buckets whose primary statistic (seasonal z / binomial z) is at
+least half its threshold in the same direction. The run's pooled statistic is the same test on the
+run's totals: counts, the Poisson deviance of sum(observed) against sum(expected) deflated by the
+series' over-dispersion; proportions, the G-test of sum(k)/sum(n) against the same slots' baseline
+sum(k0)/sum(n0) deflated by the denominator-weighted over-dispersion; money and gauges (heavy
+tails), a Stouffer sum of the buckets' z clipped at the threshold, so one huge order cannot carry a
+run. The primary's score is the stronger of the bucket's and the run's, so consensus sees accumulated
+evidence the way it sees a single extreme bucket, and an incident confirmed by a run is dated at the
+run's first bucket. Requiring half the threshold per bucket keeps a slow day (every hour ~1 sd low,
+correlated) from adding up to an alarm. The evidence run is carried between evaluations like the
+incident run, so a live walk and a backfill pool the same buckets.
 """
 
 from __future__ import annotations
@@ -23,15 +37,17 @@ from typing import Any
 
 import numpy as np
 
-from scoring.kpi.base import KpiScores
+from scoring.kpi.base import KpiScores, threshold_score
 from scoring.kpi.consensus import SEVERITIES, ConsensusConfig, combine
 from scoring.kpi.forecast import ProphetResidual, fit_forecast
 from scoring.kpi.iforest import IsolationForestKpi
-from scoring.kpi.ratio import BinomialRatioDetector
+from scoring.kpi.ratio import BinomialRatioDetector, binomial_two_sample_z
 from scoring.kpi.seasonal import SeasonalRobustZ, lookback_buckets
 from scoring.kpi.series import DAY, Cadence, candidate_periods, detect_periods
 
 PRIMARY = ("seasonal_z", "ratio_binomial")
+EV_SUMS = 5
+EV_CANDIDATE = 0.5  # a bucket joins an evidence run at this fraction of its threshold
 KNOWN_DETECTORS = ("seasonal_z", "ratio_binomial", "prophet", "iforest")
 KINDS = ("count", "money", "gauge", "proportion")
 
@@ -119,10 +135,21 @@ class RunState:
     length: np.ndarray  # int64
     start: np.ndarray  # int64 grid index (valid when length > 0)
     anomaly_id: np.ndarray  # object: int or None
+    # evidence run (see the module docstring): direction, length, first grid index, pooled sums
+    # (counts: observed, expected, variance; money/gauges: clipped z, buckets; proportions: k, n, k0, n0,
+    # sum n*phi - see pooled_z) and whether
+    # one of its buckets was already part of a confirmed run (then a new run is not back-dated)
+    ev_direction: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    ev_length: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ev_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ev_sums: np.ndarray = field(default_factory=lambda: np.zeros((0, EV_SUMS)))
+    ev_kept: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @classmethod
     def empty(cls, n: int) -> RunState:
-        return cls(np.zeros(n, np.int8), np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, None, object))
+        return cls(np.zeros(n, np.int8), np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, None, object),
+                   np.zeros(n, np.int8), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, EV_SUMS)),
+                   np.zeros(n, bool))
 
 
 class GroupEngine:
@@ -274,8 +301,8 @@ class GroupEngine:
             thresholds = np.array([self.specs[i].z_threshold for i in rb])
             for thr in np.unique(thresholds):
                 m = thresholds == thr
-                det = BinomialRatioDetector(z_threshold=float(thr))
-                _put(res, pos[m], det.score_latest(num[m], den[m], self.cadence, periods=periods[pos[m]]))
+                binomial = BinomialRatioDetector(z_threshold=float(thr))
+                _put(res, pos[m], binomial.score_latest(num[m], den[m], self.cadence, periods=periods[pos[m]]))
             out["ratio_binomial"] = res
 
         pr = np.flatnonzero(self.has["prophet"][rows])
@@ -324,12 +351,19 @@ class GroupEngine:
         severity = np.full(n, "", dtype=object)
         rel = np.full(n, np.nan)
         direction = np.zeros(n, np.int8)
+        pooled = self._accumulate(rows, index, scores)
+        # Decisive rule (scoring.kpi.consensus): the primary confirms alone at 2x its threshold (one bucket
+        # or pooled over a run) when its statistic rests on an exact sampling model: Poisson counts and
+        # binomial proportions, over-dispersion measured on history. Money and gauges never confirm alone:
+        # heavy tails (one large order) make their extremes common, so the forecast must agree.
+        exact = np.isin(self.kind[rows], ("count", "proportion"))
         modes = [consensus_mode(self.specs[r].consensus, self.specs[r].detectors) for r in rows]
         results = {}
         for mode in sorted(set(map(str, modes))):
             m = np.array([str(x) == mode for x in modes])
             sub = {name: _take(s, m) for name, s in scores.items()}
-            res = combine(sub, ConsensusConfig(mode=int(mode) if mode.isdigit() else mode))
+            res = combine(sub, ConsensusConfig(mode=int(mode) if mode.isdigit() else mode, decisive=PRIMARY),
+                          decisive_ok=exact[m])
             # The primary detector (seasonal z / binomial ratio) models this series' own noise; the forecast
             # and the forest are confirmations. Requiring the primary among the votes keeps two
             # confirmers agreeing on a thin, noisy series from raising an alarm on their own.
@@ -361,7 +395,60 @@ class GroupEngine:
                 for p in np.flatnonzero(hit):
                     marks.setdefault(int(p), []).append(event.name)
         keep &= ~muted
-        self._track(rows, index, keep, direction, score, severity, expected, observed, rel, scores, marks)
+        self._track(rows, index, keep, direction, score, severity, expected, observed, rel, scores, marks, pooled)
+
+    def _accumulate(self, rows: np.ndarray, index: int, scores: dict[str, KpiScores]) -> np.ndarray:
+        """Update the evidence runs with this bucket and lift the primary detector's score to the run's
+        pooled statistic where that is stronger. Returns the pooled signed z (NaN: no run of 2+)."""
+        n = rows.size
+        R = self.runs
+        z = np.full(n, np.nan)
+        contrib = np.full((n, EV_SUMS), np.nan)
+        mode = np.zeros(n, np.int8)  # 0 gaussian sum, 1 Poisson counts, 2 binomial proportions
+        col = self.column(index)
+        s = scores.get("seasonal_z")
+        if s is not None and "sd" in s.extra:
+            # a proportion judged by the binomial test pools binomial sums only (never mixed units)
+            m = np.isfinite(s.stat) & np.isfinite(s.extra["sd"]) & ~self.has["ratio_binomial"][rows]
+            count = self.kind[rows] == "count"
+            thr_z = np.array([self.specs[r].z_threshold for r in rows], dtype=float)
+            # counts: Poisson totals; money / gauges: Stouffer of z clipped at the threshold, because
+            # their tails are heavy (one large order) and one bucket must not carry a run's evidence
+            a = np.where(count, np.fmax(s.observed, 0.0), np.clip(s.stat, -thr_z, thr_z))
+            b = np.where(count, np.fmax(s.expected, 1.0), 1.0)  # the detector's own Poisson floor
+            c = np.where(count, s.extra["sd"] ** 2, 0.0)
+            both = np.stack([a, b, c, np.zeros(n), np.zeros(n)], axis=1)
+            z[m], contrib[m], mode[m] = s.stat[m], both[m], np.where(count, 1, 0)[m]
+        s = scores.get("ratio_binomial")
+        if s is not None and "k0" in s.extra and self.num is not None and self.den is not None:
+            m = np.isfinite(s.stat)
+            k, d = self.num[rows, col], self.den[rows, col]
+            both = np.stack([k, d, s.extra["k0"], s.extra["n0"], d * s.extra["phi"]], axis=1)
+            m &= np.isfinite(both).all(axis=1)
+            z[m], contrib[m], mode[m] = s.stat[m], both[m], 2
+        thr = np.array([self.specs[r].z_threshold for r in rows], dtype=float)
+        sign = np.sign(np.nan_to_num(z)).astype(np.int8)
+        cand = np.isfinite(z) & (np.abs(np.nan_to_num(z)) >= EV_CANDIDATE * thr) & (sign != 0)
+        extend = cand & (R.ev_length[rows] > 0) & (R.ev_direction[rows] == sign)
+        fresh = cand & ~extend
+        ext, new, off = rows[extend], rows[fresh], rows[~cand]
+        R.ev_sums[ext] += contrib[extend]
+        R.ev_length[ext] += 1
+        R.ev_sums[new] = contrib[fresh]
+        R.ev_length[new], R.ev_start[new], R.ev_direction[new], R.ev_kept[new] = 1, index, sign[fresh], False
+        R.ev_sums[off], R.ev_length[off], R.ev_direction[off], R.ev_kept[off] = 0.0, 0, 0, False
+        pooled = np.full(n, np.nan)
+        multi = extend  # a run of 2+ buckets including this one
+        if multi.any():
+            pooled[multi] = pooled_z(R.ev_sums[rows[multi]], mode[multi])
+        stronger = multi & np.isfinite(pooled) & (np.abs(np.nan_to_num(pooled)) > np.abs(np.nan_to_num(z))) \
+            & (np.sign(np.nan_to_num(pooled)) == sign)
+        if stronger.any():
+            for name, m in (("seasonal_z", stronger & (mode < 2)), ("ratio_binomial", stronger & (mode == 2))):
+                s = scores.get(name)
+                if s is not None and m.any():
+                    s.score = np.where(m, threshold_score(pooled / thr, 1.0), s.score)
+        return np.where(stronger, pooled, np.nan)
 
     def _events(self) -> list[CalendarEntry]:
         seen: dict[CalendarEntry, None] = {}
@@ -375,7 +462,7 @@ class GroupEngine:
 
     def _track(self, rows: np.ndarray, index: int, keep: np.ndarray, direction: np.ndarray, score: np.ndarray,
                severity: np.ndarray, expected: np.ndarray, observed: np.ndarray, rel: np.ndarray,
-               scores: dict[str, KpiScores], marks: dict[int, list[str]]) -> None:
+               scores: dict[str, KpiScores], marks: dict[int, list[str]], pooled: np.ndarray) -> None:
         R = self.runs
         cont = keep & (R.length[rows] > 0) & (R.direction[rows] == direction)
         # runs that end here: close them
@@ -383,11 +470,17 @@ class GroupEngine:
         for p in np.flatnonzero(ending):
             self._close(int(rows[p]))
         starts = keep & ~cont
+        # a run confirmed by pooled evidence began at the evidence run's first bucket (unless part of
+        # that evidence run already belonged to an earlier incident)
+        back = starts & np.isfinite(pooled) & (R.ev_direction[rows] == direction) & ~R.ev_kept[rows]
         R.length[rows[starts]] = 0
         R.start[rows[starts]] = index
+        R.length[rows[back]] = R.ev_length[rows[back]] - 1
+        R.start[rows[back]] = R.ev_start[rows[back]]
         R.direction[rows[starts]] = direction[starts]
         R.anomaly_id[rows[starts]] = None
         R.length[rows[keep]] += 1
+        R.ev_kept[rows[keep & (R.ev_length[rows] > 0)]] = True
         for p in np.flatnonzero(keep):
             r = int(rows[p])
             spec = self.specs[r]
@@ -403,7 +496,8 @@ class GroupEngine:
                                relative_change=float(rel[p]),
                                detectors={k: float(s.score[p]) for k, s in scores.items() if np.isfinite(s.score[p])},
                                reasons=[x.as_dict() for s in scores.values()
-                                        if np.isfinite(s.score[p]) and s.score[p] >= 0.5 for x in s.reasons(int(p))],
+                                        if np.isfinite(s.score[p]) and s.score[p] >= 0.5 for x in s.reasons(int(p))]
+                               + self._pooled_reason(r, int(p), pooled),
                                expected_total=0.0, observed_total=0.0)
                 if R.anomaly_id[r] is not None:  # the run began in an earlier evaluation: update that anomaly
                     inc.anomaly_id, inc.is_new = int(R.anomaly_id[r]), False
@@ -420,6 +514,23 @@ class GroupEngine:
             for name in marks.get(int(p), []):
                 if name not in inc.marks:
                     inc.marks.append(name)
+
+    def _pooled_reason(self, r: int, p: int, pooled: np.ndarray) -> list[dict[str, Any]]:
+        if not np.isfinite(pooled[p]):
+            return []
+        R = self.runs
+        name = "ratio_binomial" if self.has["ratio_binomial"][r] else "seasonal_z"
+        sums = R.ev_sums[r]
+        if name == "ratio_binomial":
+            what = (f"{sums[0]:.4g}/{sums[1]:.4g} = {sums[0] / max(sums[1], 1e-12):.4g} "
+                    f"vs baseline {sums[2] / max(sums[3], 1e-12):.4g}")
+        elif self.kind[r] == "count":
+            what = f"observed total {sums[0]:.4g} vs expected {sums[1]:.4g}"
+        else:
+            what = "each at least half the threshold"
+        text = f"{int(R.ev_length[r])} consecutive buckets: {what} (pooled z={pooled[p]:.2f})"
+        return [{"detector": name, "text": text, "value": float(pooled[p]),
+                 "threshold": float(self.specs[r].z_threshold)}]
 
     def _close(self, r: int) -> None:
         inc = self.incidents.pop(r, None)
@@ -457,9 +568,39 @@ def prophet_history(cadence: Cadence) -> int:
     return lookback_buckets(cadence)
 
 
+def pooled_z(sums: np.ndarray, mode: np.ndarray) -> np.ndarray:
+    """Signed z of a run's pooled sums (rows of EV_SUMS) - the per-bucket tests applied to totals.
+
+    mode 0: (sum of z clipped at the threshold, buckets) -> Stouffer sum / sqrt(buckets)
+    mode 1: Poisson counts -> deviance of O against E deflated by the over-dispersion V / E (>= 1)
+    mode 2: proportions (k, n, k0, n0, sum n*phi) -> G-test z of k/n against k0/n0 deflated by the
+            denominator-weighted over-dispersion sum(n*phi) / n (>= 1)
+    """
+    sums = np.atleast_2d(np.asarray(sums, dtype=float))
+    mode = np.asarray(mode)
+    a, b, c, d, e = sums.T
+    out = np.full(sums.shape[0], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = mode == 0
+        out[g] = np.where(b[g] > 0, a[g] / np.sqrt(np.where(b[g] > 0, b[g], 1.0)), np.nan)
+        p = mode == 1
+        obs, exp = np.fmax(a[p], 0.0), np.fmax(b[p], 1e-9)
+        dev = 2.0 * (np.where(obs > 0, obs * np.log(np.where(obs > 0, obs, 1.0) / exp), 0.0) - (obs - exp))
+        phi = np.fmax(1.0, c[p] / exp)
+        out[p] = np.sign(obs - exp) * np.sqrt(np.fmax(dev, 0.0) / phi)
+        q = mode == 2
+        phi = np.fmax(1.0, e[q] / np.where(b[q] > 0, b[q], 1.0))
+        out[q] = binomial_two_sample_z(a[q], b[q], c[q], d[q]) / np.sqrt(phi)
+    return out
+
+
 def _put(dst: KpiScores, pos: np.ndarray, src: KpiScores) -> None:
     for name in ("observed", "score", "expected", "lower", "upper", "stat"):
         getattr(dst, name)[pos] = getattr(src, name)
+    for name, arr in src.extra.items():
+        if name not in dst.extra:
+            dst.extra[name] = np.full(dst.score.shape, np.nan)
+        dst.extra[name][pos] = arr
     dst.threshold = src.threshold
     dst.unit = src.unit
 

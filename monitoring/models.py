@@ -86,6 +86,8 @@ class SeriesState(models.Model):
     run_length = models.IntegerField(default=0)
     run_start = models.DateTimeField(null=True)
     run_anomaly_id = models.BigIntegerField(null=True)
+    evidence = models.JSONField(null=True, blank=True,
+                                help_text='evidence run: {"dir", "len", "start": UTC epoch, "sums": [...], "kept"}')
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -9,6 +9,7 @@ Anomaly, created when the run reaches its minimum duration and updated while it 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from scoring.kpi.rootcause import contributions, ratio_contributions
 from scoring.kpi.series import Cadence, infer_cadence
 from scoring.models import Anomaly
 from scoring.rollups import DIMENSIONS, KPIS
-from scoring.services import anomalies_record
+from scoring.services import anomalies_record, anomaly_fingerprint
 
 from . import selectors
 from .engine import (
@@ -396,7 +397,23 @@ def _runs(members: list[Member], c: int, tz: str, rewound: np.ndarray) -> RunSta
             s = members[i].state
             runs.length[i], runs.direction[i], runs.start[i] = s.run_length, s.run_direction, starts[k]
             runs.anomaly_id[i] = s.run_anomaly_id
+    ev = [i for i, m in enumerate(members) if not rewound[i] and m.state.evidence and m.state.evidence.get("len")]
+    if ev:
+        starts = selectors.local_index([selectors.utc_datetime(int(members[i].state.evidence["start"])) for i in ev],
+                                       c, tz)
+        for k, i in enumerate(ev):
+            e = members[i].state.evidence
+            runs.ev_direction[i], runs.ev_length[i], runs.ev_start[i] = int(e["dir"]), int(e["len"]), starts[k]
+            runs.ev_sums[i] = np.array(e["sums"], dtype=float)
+            runs.ev_kept[i] = bool(e.get("kept"))
     return runs
+
+
+def _evidence_json(runs: RunState, r: int, start_utc: int) -> str | None:
+    if runs.ev_length[r] <= 0:
+        return None
+    return json.dumps({"dir": int(runs.ev_direction[r]), "len": int(runs.ev_length[r]), "start": int(start_utc),
+                       "sums": [float(x) for x in runs.ev_sums[r]], "kept": bool(runs.ev_kept[r])})
 
 
 def _save_states(engine: GroupEngine, members: list[Member], starts: np.ndarray, g1: int, c: int, tz: str,
@@ -408,13 +425,15 @@ def _save_states(engine: GroupEngine, members: list[Member], starts: np.ndarray,
         unset = np.iinfo(np.int64).min
         length = engine.runs.length[evaluated]
         run_utc = selectors.index_utc(engine.runs.start[evaluated], c, tz)
+        ev_utc = selectors.index_utc(engine.runs.ev_start[evaluated], c, tz)
         with connection.cursor() as cursor:
             cursor.execute(
                 """UPDATE monitoring_seriesstate s SET last_bucket = %s, updated_at = now(),
                      period = COALESCE(x.period, s.period), period_boundary = COALESCE(x.boundary, s.period_boundary),
-                     run_length = x.len, run_direction = x.dir, run_start = x.rstart, run_anomaly_id = x.aid
+                     run_length = x.len, run_direction = x.dir, run_start = x.rstart, run_anomaly_id = x.aid,
+                     evidence = x.ev::jsonb
                    FROM unnest(%s::bigint[], %s::int[], %s::bigint[], %s::int[], %s::smallint[], %s::timestamptz[],
-                               %s::bigint[]) AS x(id, period, boundary, len, dir, rstart, aid)
+                               %s::bigint[], %s::text[]) AS x(id, period, boundary, len, dir, rstart, aid, ev)
                    WHERE s.id = x.id""",
                 [last, [members[r].state.pk for r in evaluated],
                  [None if engine.period_boundary[r] == unset else int(engine.period[r]) for r in evaluated],
@@ -422,7 +441,8 @@ def _save_states(engine: GroupEngine, members: list[Member], starts: np.ndarray,
                  [int(x) for x in length], [int(engine.runs.direction[r]) if length[k] else 0
                                             for k, r in enumerate(evaluated)],
                  [selectors.utc_datetime(int(run_utc[k])) if length[k] else None for k in range(evaluated.size)],
-                 [engine.runs.anomaly_id[r] if length[k] else None for k, r in enumerate(evaluated)]])
+                 [engine.runs.anomaly_id[r] if length[k] else None for k, r in enumerate(evaluated)],
+                 [_evidence_json(engine.runs, int(r), int(ev_utc[k])) for k, r in enumerate(evaluated)]])
     dirty = sorted(engine.prophet_dirty)
     if dirty:
         SeriesFit.objects.filter(state__in=[members[r].state for r in dirty], detector="prophet").delete()
@@ -466,23 +486,52 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def _merge_twins(incidents: list[Incident]) -> list[Incident]:
+    """Incidents of one walk with the same series, first bucket and direction are one incident (the
+    later parts extend the first), so a walk never raises the same anomaly twice."""
+    out: list[Incident] = []
+    seen: dict[tuple[int, int, int], Incident] = {}
+    for inc in incidents:
+        if inc.closing_only:
+            out.append(inc)
+            continue
+        first = seen.get((inc.row, inc.start_index, inc.direction))
+        if first is None:
+            seen[(inc.row, inc.start_index, inc.direction)] = inc
+            out.append(inc)
+            continue
+        first.last_index = max(first.last_index, inc.last_index)
+        first.buckets = max(first.buckets, inc.buckets)
+        first.expected_total += inc.expected_total
+        first.observed_total += inc.observed_total
+        if inc.score > first.score:
+            first.score = inc.score
+        if SEVERITIES.index(inc.severity or "low") > SEVERITIES.index(first.severity or "low"):
+            first.severity = inc.severity
+        first.marks += [m for m in inc.marks if m not in first.marks]
+        first.open = first.open or inc.open
+    return out
+
+
 def _write_incidents(tenant: Any, engine: GroupEngine, members: list[Member], granularity: str, c: int,
                      tz: str) -> tuple[int, int]:
-    incidents = engine.all_incidents()
+    incidents = _merge_twins(engine.all_incidents())
     if not incidents:
         return 0, 0
     existing_ids = [inc.anomaly_id for inc in incidents if inc.anomaly_id is not None]
     existing = {a.pk: a for a in Anomaly.objects.filter(pk__in=existing_ids)}
     # a re-walk after late data finds incidents raised before: update them instead of raising twice
-    occurred = {inc.row: selectors.utc_datetime(int(selectors.index_utc([inc.start_index], c, tz)[0]))
-                for inc in incidents if not inc.closing_only}
+    # keyed by incident, not by series: one walk can finish several incidents of the same series (each
+    # has its own first bucket; a dict by row used to date them all at the last one's and duplicate it)
+    occurred = [selectors.utc_datetime(int(selectors.index_utc([inc.start_index], c, tz)[0]))
+                if not inc.closing_only else None for inc in incidents]
     prior = defaultdict(list)
-    for a in Anomaly.objects.filter(kind="kpi", occurred_at__in=set(occurred.values()),
+    for a in Anomaly.objects.filter(kind="kpi", occurred_at__in={w for w in occurred if w is not None},
                                     metric__in={members[i.row].spec.metric for i in incidents}):
         prior[(a.metric, a.occurred_at)].append(a)
     new: list[tuple[Incident, Anomaly]] = []
     changed: list[Anomaly] = []
-    for inc in incidents:
+    for inc, when in zip(incidents, occurred, strict=True):
         if inc.closing_only:
             anomaly = existing.get(inc.anomaly_id)
             if anomaly is not None:
@@ -490,8 +539,8 @@ def _write_incidents(tenant: Any, engine: GroupEngine, members: list[Member], gr
                 changed.append(anomaly)
             continue
         spec = members[inc.row].spec
-        when = occurred[inc.row]
-        same = [a for a in prior[(spec.metric, when)] if a.dimensions == _dims(spec)
+        word = "up" if inc.direction > 0 else "down"
+        same = [a for a in prior[(spec.metric, when)] if a.dimensions == _dims(spec) and a.direction == word
                 and (a.impact or {}).get("granularity") == granularity]
         anomaly = existing.get(inc.anomaly_id) if inc.anomaly_id is not None else (same[0] if same else None)
         impact = _impact(tenant, inc, spec, granularity, c, tz)
@@ -529,6 +578,9 @@ def _write_incidents(tenant: Any, engine: GroupEngine, members: list[Member], gr
             direction="up" if inc.direction > 0 else "down", expected=_finite(inc.expected),
             observed=_finite(inc.observed), impact=impact, reasons=reasons, detectors=inc.detectors,
             root_cause=_root_cause_safe(tenant, spec, granularity, c, tz, inc, engine))))
+        # the hour and the day series of one metric may both fire on the same incident: the granularity
+        # in the fingerprint keeps them apart (alert grouping, snoozes)
+        new[-1][1].fingerprint = f"{anomaly_fingerprint(new[-1][1])}@{granularity}"[:200]
     if changed:
         Anomaly.objects.bulk_update(changed, ["impact", "score", "severity"])
     created = anomalies_record(anomalies=[a for _, a in new])
