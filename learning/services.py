@@ -5,6 +5,7 @@ Everything runs in the active tenant schema; tasks call these with ids only."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import recalibrate as recal
@@ -140,12 +141,25 @@ def scored_events_record(*, scored: Any) -> int:
     version = int(scored.scorer.model_version)
     cal = {name: np.asarray(v, dtype=np.float64) for name, v in result.calibrated.items()}
     now = timezone.now()
-    rows = [ScoredEvent(
-        event_id=str(events[i]["event_id"]), occurred_at=events[i].get("occurred_at") or events[i].get("timestamp"),
-        model_version=version, risk=float(result.risk[i]), decision=str(decisions[i]),
-        detectors={k: round(float(v[i]), 6) for k, v in cal.items()}, features=x[i].tolist(), context=ctx[i],
-        created_at=now) for i in range(n)]
-    ScoredEvent.objects.bulk_create(rows, batch_size=_LOG_CHUNK)
+    risk = np.asarray(result.risk, dtype=np.float64).tolist()
+    names = list(cal)
+    det_cols = [[round(v, 6) for v in cal[k].tolist()] for k in names]
+    # Array literals built here: psycopg's list dumper was the next largest cost (float repr round-trips).
+    feats = ["{" + ",".join(map(repr, row)) + "}" for row in x.tolist()]
+    dumps = json.dumps
+    # COPY rather than bulk_create: the ORM spent ~70 % of the whole batch consumer building the
+    # INSERT (per-field prep of two JSON columns and an array, then psycopg's client-side query
+    # merge). Same values: Python round(x, 6) as before, JSON through json.dumps
+    # as JSONField does, and naive timestamps are read in the connection's zone (UTC) as before.
+    table = connection.ops.quote_name(ScoredEvent._meta.db_table)
+    sql = (f"COPY {table} (event_id, occurred_at, model_version, risk, decision, detectors, features, context, "
+           "created_at) FROM STDIN")
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for i in range(n):
+            e = events[i]
+            copy.write_row((str(e["event_id"]), e.get("occurred_at") or e.get("timestamp"), version, risk[i],
+                            str(decisions[i]), dumps({k: c[i] for k, c in zip(names, det_cols)}), feats[i],
+                            dumps(ctx[i]), now))
     return n
 
 
