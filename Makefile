@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PULSE_PORT ?= 8000
-export PULSE_PORT
+PULSE_BASE_URL ?= http://localhost:$(PULSE_PORT)
+export PULSE_PORT PULSE_BASE_URL
 
 .PHONY: venv services migrate run serve worker beat test bench lint lock clean
 
