@@ -20,6 +20,7 @@ from pulse.lib.redis import get_redis
 from scoring.rules import RuleValidationError, default_rules, validate_rule
 from scoring.rules.schema import MAX_RULES
 
+from .bulk import rows_insert
 from .models import Anomaly, Rule, RuleVersion
 
 
@@ -30,7 +31,8 @@ def anomalies_record(*, anomalies: Sequence[Anomaly]) -> list[Anomaly]:
     for anomaly in anomalies:
         if not anomaly.fingerprint:
             anomaly.fingerprint = anomaly_fingerprint(anomaly)
-    created = Anomaly.objects.bulk_create(list(anomalies))
+    created = list(anomalies)
+    rows_insert(Anomaly, created)  # bulk_create with one UNNEST statement (see scoring.bulk: why)
     ids = [a.pk for a in created]
 
     def hand_over() -> None:
