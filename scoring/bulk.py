@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
@@ -31,6 +32,25 @@ def _array_literal(values: Any) -> str:
         else:
             s = str(v)
             items.append('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(items) + "}"
+
+
+def _scalar_literal(values: list[Any]) -> str | None:
+    """The column as one text[] literal when every value has an exact text form (str, int, float,
+    aware datetime, None); None otherwise. Floats use repr (round-trips exactly)."""
+    items = []
+    for v in values:
+        t = type(v)
+        if v is None:
+            items.append("NULL")
+        elif t is str:
+            items.append('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        elif t is float or t is int:
+            items.append(repr(v))
+        elif t is datetime and v.tzinfo is not None:
+            items.append('"' + v.isoformat() + '"')
+        else:
+            return None
     return "{" + ",".join(items) + "}"
 
 
@@ -57,7 +77,7 @@ def rows_insert(model: type[models.Model], objs: Sequence[models.Model]) -> None
         if isinstance(f, ArrayField):
             if any(isinstance(e, (list, tuple)) for v in values if v is not None for e in v):
                 raise ValueError(f"{meta.label}.{f.name}: nested arrays are not supported by rows_insert")
-            params.append([None if v is None else _array_literal(v) for v in values])
+            params.append(_scalar_literal([None if v is None else _array_literal(v) for v in values]))
             selects.append(f"{name}::{_base_type(f)}")
             cast = "text[]"
         elif isinstance(f, models.JSONField):
@@ -65,13 +85,19 @@ def rows_insert(model: type[models.Model], objs: Sequence[models.Model]) -> None
             for obj in objs:
                 v = getattr(obj, f.attname)
                 cells.append(None if v is None and f.null else json.dumps(v, cls=f.encoder))
-            params.append(cells)
+            params.append(_scalar_literal(cells))
             selects.append(f"{name}::jsonb")
             cast = "text[]"
         else:
-            params.append(values)
-            selects.append(name)
-            cast = f"{_base_type(f)}[]"
+            literal = _scalar_literal(values)
+            if literal is None:  # a type without a plain text form here: psycopg adapts the list
+                params.append(values)
+                selects.append(name)
+                cast = f"{_base_type(f)}[]"
+            else:  # psycopg's per-element list quoting was the next cost; PostgreSQL parses the text
+                params.append(literal)
+                selects.append(f"{name}::{_base_type(f)}")
+                cast = "text[]"
         columns.append(connection.ops.quote_name(f.column))
         unnest_args.append(f"%s::{cast}")
     aliases = ", ".join(f"c{j}" for j in range(len(fields)))
