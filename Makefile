@@ -45,8 +45,11 @@ test: services
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure, not a pass"; exit 1; fi; exit $$rc
 
+## The benchmarks (minutes, not part of the tests); BENCHES picks a subset, e.g. `make bench BENCHES=scoring_pure`.
+BENCHES ?= scoring_pure kpi_evaluate ingest_throughput ingest_latency upload_csv scoring_async fraud_check \
+	fraud_accuracy kpi_live kpi_accuracy learning_effect e2e_latency
 bench: migrate
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for name in $(BENCHES); do echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
 
 lint: venv
 	$(BIN)/ruff check .
