@@ -401,10 +401,32 @@ def report_threshold(level: str) -> float:
 # retraining and the registry
 
 
+# Past the retraining task's hard time limit (30 min) plus a margin, a "running" job has no worker
+# left; a "queued" one older than this lost its message. Either would block retraining forever.
+RETRAIN_STALE_AFTER = timedelta(minutes=35)
+
+
+def retrain_jobs_reap(*, now: datetime | None = None) -> int:
+    """Fail jobs whose worker died and re-queue jobs whose task message was lost."""
+    from .tasks import retrain_run
+
+    now = now or timezone.now()
+    cutoff = now - RETRAIN_STALE_AFTER
+    dead = RetrainJob.objects.filter(status=RetrainJob.Status.RUNNING, started_at__lt=cutoff).update(
+        status=RetrainJob.Status.FAILED, finished_at=now,
+        error=f"no result {RETRAIN_STALE_AFTER} after it started: its worker died; a new job may run")
+    lost = list(RetrainJob.objects.filter(status=RetrainJob.Status.QUEUED, created_at__lt=cutoff)
+                .values_list("pk", flat=True))
+    for job_id in lost:
+        transaction.on_commit(lambda job_id=job_id: retrain_run.delay(job_id))
+    return dead + len(lost)
+
+
 def retrain_request(*, trigger: str, by: str = "") -> RetrainJob:
     """Queue a retraining job (after commit). One queued/running job per tenant at a time."""
     from .tasks import retrain_run
 
+    retrain_jobs_reap()
     existing = RetrainJob.objects.filter(status__in=[RetrainJob.Status.QUEUED, RetrainJob.Status.RUNNING]).first()
     if existing is not None:
         return existing

@@ -137,3 +137,26 @@ def _fresh_registry_cache():
     registry._cache.clear()
     yield
     registry._cache.clear()
+
+
+def test_a_job_whose_worker_died_does_not_block_retraining(tenant, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
+    stuck = RetrainJob.objects.create(trigger="schedule", status=RetrainJob.Status.RUNNING,
+                                      started_at=timezone.now() - timedelta(hours=2))
+    fresh = services.retrain_request(trigger="request", by="test")
+    stuck.refresh_from_db()
+    assert stuck.status == "failed" and "worker died" in stuck.error
+    assert fresh.pk != stuck.pk and fresh.status == "queued"
+
+
+def test_a_queued_job_whose_message_was_lost_is_queued_again(tenant, django_capture_on_commit_callbacks,
+                                                              monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
+    lost = RetrainJob.objects.create(trigger="schedule", created_at=timezone.now() - timedelta(hours=1))
+    sent: list[int] = []
+    monkeypatch.setattr("learning.tasks.retrain_run.delay", lambda job_id: sent.append(job_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.retrain_request(trigger="request", by="test")
+    assert job.pk == lost.pk and sent == [lost.pk]  # one job at a time, and it will run
