@@ -183,6 +183,16 @@ class ScoringEngine:
         self.config = config or ConsensusConfig()
 
     def score(self, frame: Frame) -> ConsensusResult:
+        rule_results = self.rules.evaluate(frame) if self.rules is not None else None
+        return self._combine(frame, rule_results)
+
+    def score_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Single event (fraud-check): same maths, rules through their single-row path."""
+        frame = {k: np.asarray([v]) for k, v in row.items()}
+        rule_results = self.rules.evaluate_row(row) if self.rules is not None else None
+        return self._combine(frame, rule_results).row(0)
+
+    def _combine(self, frame: Frame, rule_results: Any) -> ConsensusResult:
         scores: dict[str, Scores] = {}
         calibrated: dict[str, np.ndarray] = {}
         for det in self.detectors:
@@ -190,19 +200,5 @@ class ScoringEngine:
             scores[det.name] = s
             # Calibrate the RAW score: the 0..1 squashing of some detectors saturates in the tail.
             calibrated[det.name] = self.calibrators[det.name].transform(s.raw)
-        rule_results = self.rules.evaluate(frame) if self.rules is not None else None
         kinds = {name: c.kind for name, c in self.calibrators.items()}
         return combine(calibrated, rule_results, config=self.config, kinds=kinds, scores=scores)
-
-    def score_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Single event (fraud-check): same maths, rules through their single-row path."""
-        frame = {k: np.asarray([v]) for k, v in row.items()}
-        scores: dict[str, Scores] = {}
-        calibrated: dict[str, np.ndarray] = {}
-        for det in self.detectors:
-            s = det.score(frame)
-            scores[det.name] = s
-            calibrated[det.name] = self.calibrators[det.name].transform(s.raw)
-        rule_results = self.rules.evaluate_row(row) if self.rules is not None else None
-        kinds = {name: c.kind for name, c in self.calibrators.items()}
-        return combine(calibrated, rule_results, config=self.config, kinds=kinds, scores=scores).row(0)

@@ -15,27 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+# One `Reason` for every detector, transaction or KPI: `{detector, text, value, threshold}`.
+from scoring.detectors.base import Reason
 from scoring.kpi.series import Cadence, as_seconds
 
 UP = 1
 DOWN = -1
-
-
-@dataclass(frozen=True)
-class Reason:
-    """One line of 'why', stored with the anomaly: `{detector, text, value, threshold}`."""
-
-    detector: str
-    text: str
-    value: float
-    threshold: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"detector": self.detector, "text": self.text, "value": self.value, "threshold": self.threshold}
 
 
 def threshold_score(stat: np.ndarray, threshold: float) -> np.ndarray:
