@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ingestion.services import events_ingest
+from pulse.lib.background import after_response
 from pulse.lib.redis import get_redis
 from scoring.rules import RuleValidationError, default_rules, validate_rule
 from scoring.rules.schema import MAX_RULES
@@ -331,7 +332,8 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
         anomalies_record(anomalies=anomalies_build(scored, tenant=tenant))
         scored_events_record(scored=scored)
 
-    result = events_ingest(tenant=tenant, raw_events=[payload], source="fraud_check", before_commit=score_inside)
+    result = events_ingest(tenant=tenant, raw_events=[payload], source="fraud_check", before_commit=score_inside,
+                           hand_over_after_response=True)
     if result.rejected:
         return FraudCheckOutcome(errors=result.rejected[0]["errors"])
     outcome = FraudCheckOutcome()
@@ -347,7 +349,7 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
         holder["score_ms"] = (time.perf_counter() - t0) * 1e3
         outcome.duplicate = True
     else:
-        reservoir_push(scored, get_redis(), tenant=tenant)
+        after_response(reservoir_push, scored, get_redis(), tenant=tenant)
     outcome.body = {**scored.body(0), "event_id": scored.events[0]["event_id"]}
     if outcome.duplicate:
         outcome.body["duplicate"] = True

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 from typing import Any
+
+from django.conf import settings
 
 from .models import ApiKey, Domain, Membership, Tenant
 from .services import KEY_PREFIX_LEN, hash_key
@@ -18,16 +22,43 @@ def api_key_parse_prefix(raw_key: str) -> str | None:
     return prefix
 
 
+# Keys that resolved, by the hash of their raw value -> (monotonic expiry, key with its tenant). Saves
+# a query (~1 ms) per API call. A revocation, suspension or tenant edit saved in this process clears it
+# at once (signals in apps.py); other processes see it within PULSE_API_KEY_CACHE_SECONDS.
+_resolved: dict[str, tuple[float, ApiKey]] = {}
+_resolved_lock = threading.Lock()
+_RESOLVED_MAX = 10_000
+
+
+def api_keys_forget(**_: Any) -> None:
+    with _resolved_lock:
+        _resolved.clear()
+
+
 def api_key_resolve(raw_key: str) -> tuple[ApiKey | None, str]:
     """Find the key for a raw value. Returns (key, "") or (None, reason)."""
     prefix = api_key_parse_prefix(raw_key)
     if prefix is None:
         return None, "malformed API key"
+    digest = hash_key(raw_key)
+    ttl = settings.PULSE_API_KEY_CACHE_SECONDS
+    hit = _resolved.get(digest) if ttl > 0 else None
+    if hit is not None and hit[0] > time.monotonic():
+        return _key_usable(hit[1])
     key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
     # Compare even when no key was found so timing does not reveal which prefixes exist.
     expected = key.hashed_key if key else "0" * 64
-    if not hmac.compare_digest(expected, hash_key(raw_key)) or key is None:
+    if not hmac.compare_digest(expected, digest) or key is None:
         return None, "unknown API key"
+    if ttl > 0:
+        with _resolved_lock:
+            if len(_resolved) >= _RESOLVED_MAX:
+                _resolved.clear()
+            _resolved[digest] = (time.monotonic() + ttl, key)
+    return _key_usable(key)
+
+
+def _key_usable(key: ApiKey) -> tuple[ApiKey | None, str]:
     if key.revoked_at is not None:
         return None, "revoked API key"
     if not key.tenant.is_active:

@@ -18,6 +18,9 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PULSE_PLATFORM_ADMIN_KEY = env_str("PULSE_PLATFORM_ADMIN_KEY", "test-platform-admin-key")
 PULSE_ALLOW_PRIVATE_WEBHOOKS = True
+PULSE_DEFER_AFTER_RESPONSE = False
+# Tests change keys and tenants with queryset updates (no signals): resolve every key afresh.
+PULSE_API_KEY_CACHE_SECONDS = 0.0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 MEDIA_ROOT = STATE_DIR / "test-media"  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405

@@ -145,3 +145,26 @@ def test_fraud_check_bad_input_is_a_400_with_field_reasons(tenant_a, body, field
 def test_fraud_check_needs_the_ingest_scope(tenant_a):
     response = tenant_a.client("read").post("/api/v1/fraud-check", {"amount": "10"}, format="json")
     assert response.status_code == 403
+
+
+def test_fraud_check_answers_first_then_hands_over_in_the_tenant_schema(tenant_a, settings, monkeypatch,
+                                                                         django_capture_on_commit_callbacks):
+    """With PULSE_DEFER_AFTER_RESPONSE (production), the batch hand-off and the calibration sample
+    happen on the background thread after the answer, and the hand-off still names the tenant."""
+    from ingestion.models import EventBatch
+    from ingestion.tasks import batch_process
+    from pulse.celery import SCHEMA_HEADER
+    from pulse.lib import background
+
+    settings.PULSE_DEFER_AFTER_RESPONSE = True
+    sent: list[tuple[tuple, dict]] = []
+    monkeypatch.setattr(batch_process, "apply_async", lambda args=None, kwargs=None, **options: sent.append((args, options)))
+    event = payment("deferred-1", recent(1), customer="deferred-cust", amount=25)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = tenant_a.client("ingest").post("/api/v1/fraud-check", event, format="json")
+    assert response.status_code == 200
+    done = background.after_response(lambda: None)  # queued behind the fraud-check's deferred calls
+    assert done is not None
+    done.result(timeout=10)
+    batch = EventBatch.objects.get(source="fraud_check")
+    assert sent == [((batch.pk,), {"headers": {SCHEMA_HEADER: tenant_a.tenant.schema_name}})]

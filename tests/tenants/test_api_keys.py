@@ -85,3 +85,22 @@ def test_last_used_is_recorded(tenant_a) -> None:  # type: ignore[no-untyped-def
     ApiKey.objects.filter(prefix=raw[3:13]).update(last_used_at=None)
     tenant_a.client("read").get(STATUS)
     assert ApiKey.objects.get(prefix=raw[3:13]).last_used_at is not None
+
+
+def test_a_resolved_key_is_answered_from_memory_until_it_is_revoked(tenant_a, settings, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    from tenants.selectors import api_key_resolve, api_keys_forget
+    from tenants.services import api_key_create, api_key_revoke
+
+    settings.PULSE_API_KEY_CACHE_SECONDS = 60.0
+    api_keys_forget()
+    _, raw = api_key_create(tenant=tenant_a.tenant, name="cached key", scopes=["read"])
+    key, reason = api_key_resolve(raw)
+    assert key is not None and reason == ""
+    with django_assert_num_queries(0):
+        again, _ = api_key_resolve(raw)
+    assert again is not None and again.pk == key.pk
+    # A wrong secret with the same prefix is never answered from memory.
+    assert api_key_resolve(raw[:-4] + "xxxx") == (None, "unknown API key")
+    api_key_revoke(key=ApiKey.objects.get(pk=key.pk))  # the save clears this process's memory
+    assert api_key_resolve(raw) == (None, "revoked API key")
+    api_keys_forget()
