@@ -346,6 +346,39 @@ def score_transactions(*, tenant: Any, events: Sequence[Mapping[str, Any]], clie
                        wait_seconds: float = 60.0) -> ScoredTransactions:
     """Enrich (applying the events to the Redis state, in order) and score transaction events.
     The one implementation behind the batch consumer, the fraud-check and the accuracy bench."""
+    client, scorer, tx = _scoring_start(tenant=tenant, events=events, client=client, scorer=scorer,
+                                        exclude_batch_id=exclude_batch_id, wait_seconds=wait_seconds)
+    return _scored(tx, scorer.enricher(client).enrich(transaction_inputs(tx)), scorer)
+
+
+def score_transactions_chunks(*, tenant: Any, events: Sequence[Mapping[str, Any]], chunk_size: int,
+                              client: redis_lib.Redis | None = None, exclude_batch_id: int | None = None,
+                              ) -> Iterator[ScoredTransactions]:
+    """`score_transactions` over consecutive chunks of the events, for the batch consumer: while the
+    caller writes chunk k, chunk k+1 is already being enriched (the Lua call runs in Redis's own
+    process, and this thread waits on the socket without the GIL). Same state, same order, same
+    features and scores as one call; the enrichment is at most one chunk ahead of the caller."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, scorer, tx = _scoring_start(tenant=tenant, events=events, client=client, scorer=None,
+                                        exclude_batch_id=exclude_batch_id, wait_seconds=60.0)
+    enricher = scorer.enricher(client)
+    parts = [tx[i:i + chunk_size] for i in range(0, len(tx), max(1, chunk_size))]
+    if len(parts) <= 1:
+        yield _scored(tx, enricher.enrich(transaction_inputs(tx)), scorer)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulse-enrich") as pool:
+        pending = pool.submit(enricher.enrich, transaction_inputs(parts[0]))
+        for k, part in enumerate(parts):
+            frame = pending.result()
+            if k + 1 < len(parts):
+                pending = pool.submit(enricher.enrich, transaction_inputs(parts[k + 1]))
+            yield _scored(part, frame, scorer)
+
+
+def _scoring_start(*, tenant: Any, events: Sequence[Mapping[str, Any]], client: redis_lib.Redis | None,
+                   scorer: TenantScorer | None, exclude_batch_id: int | None, wait_seconds: float,
+                   ) -> tuple[redis_lib.Redis, TenantScorer, list[Mapping[str, Any]]]:
     from pulse.lib.redis import get_redis
 
     client = client or get_redis()
@@ -353,7 +386,10 @@ def score_transactions(*, tenant: Any, events: Sequence[Mapping[str, Any]], clie
     tx = [e for e in events if is_transaction(e)]
     if not state_ensure(tenant=tenant, client=client, exclude_batch_id=exclude_batch_id, wait_seconds=wait_seconds):
         raise StateNotReady(f"the scoring state of {tenant_key(tenant)} is being rebuilt")
-    frame = scorer.enricher(client).enrich(transaction_inputs(tx))
+    return client, scorer, tx
+
+
+def _scored(tx: list[Mapping[str, Any]], frame: FeatureFrame, scorer: TenantScorer) -> ScoredTransactions:
     # Context outside the feature contract that a tenant's supervised model may use (a compromised
     # store is only learnable from it).
     frame["store_id"] = np.array([e.get("store_id") or "" for e in tx], dtype=object)
@@ -410,14 +446,16 @@ def _entity(event: Mapping[str, Any], reasons: list[dict[str, Any]], subjects: M
     return "customer", "guest"
 
 
-def reservoir_push(scored: ScoredTransactions, client: redis_lib.Redis, *, tenant: Any) -> None:
-    """Feed the calibration reservoirs: a sample of this batch's raw detector scores and amounts
-    (one pipeline). The calibration task fits each tenant's percentile calibrators on them."""
+def reservoir_push(scored: ScoredTransactions, client: redis_lib.Redis, *, tenant: Any,
+                   sample: int = _PER_BATCH_SAMPLE) -> None:
+    """Feed the calibration reservoirs: a sample (`sample` rows, evenly spaced) of these raw detector
+    scores and amounts (one pipeline). The calibration task fits each tenant's percentile calibrators
+    on them."""
     n = len(scored.events)
-    if n == 0:
+    if n == 0 or sample <= 0:
         return
     size = scored.scorer.config.calibration.reservoir_size
-    take = np.unique(np.linspace(0, n - 1, min(n, _PER_BATCH_SAMPLE)).astype(int))
+    take = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(int))
     prefix = tenant_prefix(tenant_key(tenant))
     pipe = client.pipeline(transaction=False)
     for name, scores in scored.result.scores.items():
@@ -428,7 +466,7 @@ def reservoir_push(scored: ScoredTransactions, client: redis_lib.Redis, *, tenan
         pipe.expire(key, 30 * 86_400)
     purchases = np.flatnonzero(scored.frame["event_type"] != "return")
     if purchases.size:
-        amounts = np.asarray(scored.frame["amount_tenant"], dtype=np.float64)[purchases[:_PER_BATCH_SAMPLE]]
+        amounts = np.asarray(scored.frame["amount_tenant"], dtype=np.float64)[purchases[:sample]]
         pipe.rpush(prefix + AMOUNTS_KEY, *[struct.pack("<d", v) for v in amounts.tolist()])
         pipe.ltrim(prefix + AMOUNTS_KEY, -size, -1)
         pipe.expire(prefix + AMOUNTS_KEY, 30 * 86_400)
@@ -445,6 +483,10 @@ def reservoir_read(client: redis_lib.Redis, *, tenant: Any, model_version: int |
 
 # ---------------------------------------------------------------------------------------------
 # the batch consumer
+
+
+# The consumer scores a batch in chunks of this many events, enriching the next while writing one.
+CONSUME_CHUNK = 2_500
 
 
 def transactions_consume(*, batch: Any, events: list[dict[str, Any]]) -> None:
@@ -468,10 +510,13 @@ def transactions_consume(*, batch: Any, events: list[dict[str, Any]]) -> None:
     client = get_redis()
     from learning.services import scored_events_record
 
-    scored = score_transactions(tenant=tenant, events=events, client=client, exclude_batch_id=batch.pk)
-    anomalies_record(anomalies=anomalies_build(scored, tenant=tenant))
-    scored_events_record(scored=scored)  # what learning (recalibration, drift, retraining) reads
-    reservoir_push(scored, client, tenant=tenant)
+    n_tx = sum(1 for e in events if is_transaction(e))
+    for scored in score_transactions_chunks(tenant=tenant, events=events, client=client, exclude_batch_id=batch.pk,
+                                            chunk_size=CONSUME_CHUNK):
+        anomalies_record(anomalies=anomalies_build(scored, tenant=tenant))
+        scored_events_record(scored=scored)  # what learning (recalibration, drift, retraining) reads
+        # The batch's sample shared out over its chunks, as when it was scored in one piece.
+        reservoir_push(scored, client, tenant=tenant, sample=-(-_PER_BATCH_SAMPLE * len(scored.events) // n_tx))
     calibration_warmup(scored, client, tenant=tenant)
 
 
