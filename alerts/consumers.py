@@ -108,3 +108,9 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
         envelope = event["payload"]
         if self._remember(envelope.get("id")):  # not already replayed by a catch-up
             await self.send_json(envelope)
+
+    async def feed_messages(self, event: dict[str, Any]) -> None:
+        """Several messages of one dispatch in one channel-layer message (one group_send per batch)."""
+        for envelope in event["payloads"]:
+            if self._remember(envelope.get("id")):
+                await self.send_json(envelope)

@@ -13,6 +13,7 @@ Only this module pushes to the live feed, and only after commit."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -23,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -88,6 +89,9 @@ def feed_publish(*, type: str, data: dict[str, Any]) -> FeedMessage:  # noqa: A0
     return feed_publish_many(messages=[(type, data)])[0]
 
 
+_FEED_PUSH_CHUNK = 200  # well under the channel layer's message size limit for typical envelopes
+
+
 def _feed_push(schema: str, envelopes: list[dict[str, Any]]) -> None:
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
@@ -98,8 +102,11 @@ def _feed_push(schema: str, envelopes: list[dict[str, Any]]) -> None:
     group = feed_group(schema)
 
     async def push() -> None:
-        for envelope in envelopes:
-            await layer.group_send(group, {"type": "feed.message", "payload": envelope})
+        # One channel-layer message per chunk of a dispatch (each group_send is a Redis round trip
+        # per subscriber); clients still get one websocket frame per message, in id order.
+        for start in range(0, len(envelopes), _FEED_PUSH_CHUNK):
+            await layer.group_send(group, {"type": "feed.messages",
+                                           "payloads": envelopes[start:start + _FEED_PUSH_CHUNK]})
 
     try:
         async_to_sync(push)()
@@ -235,35 +242,77 @@ def _peak(anomalies: Sequence[Anomaly]) -> Anomaly:
     return max(anomalies, key=lambda a: (severity_rank(a.severity), a.occurred_at, a.pk))
 
 
-def _alert_absorb(*, fingerprint: str, anomalies: Sequence[Anomaly], now: datetime) -> tuple[Alert, str]:
-    """Open or update the open alert of a fingerprint with new anomalies. Returns (alert, event)."""
-    latest = max(anomalies, key=lambda a: (a.occurred_at, a.pk))
-    top = _peak(anomalies)
-    alert = Alert.objects.select_for_update().filter(fingerprint=fingerprint, status=Alert.Status.OPEN).first()
-    event = "alert.updated"
-    if alert is None:
-        try:
-            with transaction.atomic():
-                alert = Alert.objects.create(
-                    fingerprint=fingerprint, title=rendering.anomaly_title(top)[:300], kind=top.kind,
-                    metric=top.metric, entity=top.entity, severity=latest.severity, peak_severity=top.severity,
-                    count=0, first_anomaly=min(anomalies, key=lambda a: a.pk), opened_at=now, last_seen_at=now)
+def _open_alerts_locked(fingerprints: Sequence[str]) -> dict[str, Alert]:
+    # Locked in fingerprint order, so concurrent dispatches never wait on each other in a cycle.
+    rows = Alert.objects.select_for_update().filter(fingerprint__in=fingerprints, status=Alert.Status.OPEN)
+    return {alert.fingerprint: alert for alert in rows.order_by("fingerprint")}
+
+
+def _alerts_absorb(*, groups: dict[str, list[Anomaly]], now: datetime) -> dict[str, tuple[Alert, str]]:
+    """Open or update the open alert of each fingerprint with its new anomalies, in a fixed number of
+    statements whatever the number of groups (a batch of fraud anomalies is mostly one alert per
+    customer). Returns fingerprint -> (alert, event)."""
+    fingerprints = sorted(groups)
+    found = _open_alerts_locked(fingerprints)
+    missing = [fp for fp in fingerprints if fp not in found]
+    if missing:
+        fresh = []
+        for fp in missing:
+            group = groups[fp]
+            top, latest = _peak(group), max(group, key=lambda a: (a.occurred_at, a.pk))
+            fresh.append(Alert(
+                fingerprint=fp, title=rendering.anomaly_title(top)[:300], kind=top.kind, metric=top.metric,
+                entity=top.entity, severity=latest.severity, peak_severity=top.severity, count=0,
+                first_anomaly=min(group, key=lambda a: a.pk), opened_at=now, last_seen_at=now))
+        # Another worker may open one of them at the same moment: its row wins, ours is skipped, and
+        # the anomalies join its alert (as an update: its count is no longer 0 once it committed).
+        Alert.objects.bulk_create(fresh, ignore_conflicts=True)
+        found.update(_open_alerts_locked(missing))
+    out: dict[str, tuple[Alert, str]] = {}
+    for fp in fingerprints:
+        group, alert = groups[fp], found[fp]
+        latest, top = max(group, key=lambda a: (a.occurred_at, a.pk)), _peak(group)
+        if alert.count == 0:
             event = "alert.opened"
-        except IntegrityError:  # another worker opened it a moment ago
-            alert = Alert.objects.select_for_update().get(fingerprint=fingerprint, status=Alert.Status.OPEN)
-    elif severity_rank(top.severity) > severity_rank(alert.peak_severity):
-        event = "alert.escalated"
-    if severity_rank(top.severity) > severity_rank(alert.peak_severity):
-        alert.peak_severity = top.severity
-    alert.count += len(anomalies)
-    alert.severity = latest.severity
-    alert.last_anomaly = latest
-    alert.last_seen_at = now
-    alert.latest = {"expected": latest.expected, "observed": latest.observed, "score": latest.score,
-                    "impact": latest.impact, "occurred_at": latest.occurred_at.isoformat(),
-                    "direction": latest.direction}
-    alert.save()
-    return alert, event
+        elif severity_rank(top.severity) > severity_rank(alert.peak_severity):
+            event = "alert.escalated"
+        else:
+            event = "alert.updated"
+        if severity_rank(top.severity) > severity_rank(alert.peak_severity):
+            alert.peak_severity = top.severity
+        alert.count += len(group)
+        alert.severity = latest.severity
+        alert.last_anomaly = latest
+        alert.last_seen_at = now
+        alert.updated_at = now
+        alert.latest = {"expected": latest.expected, "observed": latest.observed, "score": latest.score,
+                        "impact": latest.impact, "occurred_at": latest.occurred_at.isoformat(),
+                        "direction": latest.direction}
+        out[fp] = (alert, event)
+    _alerts_save([alert for alert, _ in out.values()])
+    links = [(a.pk, alert.pk) for fp, (alert, _) in out.items() for a in groups[fp]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{AlertAnomaly._meta.db_table}" l SET alert_id = v.alert '
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(anomaly, alert) WHERE l.anomaly_id = v.anomaly",
+            [[a for a, _ in links], [b for _, b in links]])
+    return out
+
+
+def _alerts_save(alerts: Sequence[Alert]) -> None:
+    """The fields an absorb changes, for every alert in one UPDATE."""
+    latest_field = Alert._meta.get_field("latest")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{Alert._meta.db_table}" a SET count = v.count, severity = v.severity, '
+            "peak_severity = v.peak, last_anomaly_id = v.last, last_seen_at = v.seen, latest = v.latest::jsonb, "
+            "updated_at = v.seen "
+            "FROM unnest(%s::bigint[], %s::integer[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[], "
+            "%s::text[]) AS v(id, count, severity, peak, last, seen, latest) WHERE a.id = v.id",
+            [[a.pk for a in alerts], [a.count for a in alerts], [a.severity for a in alerts],
+             [a.peak_severity for a in alerts], [a.last_anomaly_id for a in alerts],
+             [a.last_seen_at for a in alerts],
+             [json.dumps(a.latest, cls=latest_field.encoder) for a in alerts]])
 
 
 def _active_snoozes(now: datetime) -> list[Snooze]:
@@ -310,11 +359,10 @@ def alerts_dispatch(*, anomaly_ids: Sequence[int], now: datetime | None = None) 
             groups[anomaly.fingerprint or f"anomaly:{anomaly.pk}"].append(anomaly)
         snoozes = _active_snoozes(now)
         planner = _Planner(ctx, now, result)
-        # Sorted so concurrent dispatches lock alert rows in the same order (no deadlocks).
+        absorbed = _alerts_absorb(groups=groups, now=now)
         for fingerprint in sorted(groups):
             group = groups[fingerprint]
-            alert, event = _alert_absorb(fingerprint=fingerprint, anomalies=group, now=now)
-            AlertAnomaly.objects.filter(anomaly_id__in=[a.pk for a in group]).update(alert=alert)
+            alert, event = absorbed[fingerprint]
             if event == "alert.opened":
                 result.alerts_opened += 1
             else:

@@ -1,7 +1,7 @@
 """Async scoring: (1) events/s of `scoring.pipeline.transactions_consume` in one process, and
 (2) accept -> anomaly-row latency with a real Celery worker at a paced ingest rate.
 
-    .venv/bin/python bench/scoring_async.py [--batch 10000 --batches 4] [--rate 5000 --seconds 20]
+    .venv/bin/python bench/scoring_async.py [--batch 10000 --batches 4] [--rate 5000 --seconds 20] [--workers 1]
 
 (1) Batches of synthetic payments (1 % injected fraud) are stored through `events_ingest`, then
     the consumer runs on each of them inside a transaction, as `ingestion.tasks.batch_run` does:
@@ -125,7 +125,8 @@ def latency(args: argparse.Namespace, tenant: dict) -> None:
     t = Tenant.objects.get(pk=tenant["pk"])
     connection.set_tenant(t)
     _fresh_redis(t)
-    worker = subprocess.Popen([PY, "-m", "celery", "-A", "pulse", "worker", "--pool", "solo", "-l", "WARNING",
+    pool_args = ["--pool", "solo"] if args.workers == 1 else ["--pool", "prefork", "--concurrency", str(args.workers)]
+    worker = subprocess.Popen([PY, "-m", "celery", "-A", "pulse", "worker", *pool_args, "-l", "WARNING",
                                "-n", f"bench-scoring-{os.getpid()}@%h"], cwd=ROOT,
                               env=bench_env(DJANGO_SETTINGS_MODULE=SETTINGS), start_new_session=True,
                               stdout=subprocess.DEVNULL)
@@ -170,7 +171,7 @@ def latency(args: argparse.Namespace, tenant: dict) -> None:
           "accept_to_anomaly_p50_s": round(float(p50), 3) if p50 is not None else None,
           "accept_to_anomaly_p95_s": round(float(p95), 3) if p95 is not None else None,
           "accept_to_anomaly_max_s": round(float(worst), 3) if worst is not None else None,
-          "worker": "1 celery process (solo pool)"})
+          "worker": "1 celery process (solo pool)" if args.workers == 1 else f"celery prefork, {args.workers} processes"})
 
 
 def main() -> None:
@@ -181,6 +182,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5_000)
     parser.add_argument("--per-batch", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes for --part latency")
     args = parser.parse_args()
     ensure_database()
     tenant = fresh_tenant("bench-async")

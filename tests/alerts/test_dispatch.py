@@ -316,3 +316,26 @@ def test_tick_task_runs_in_the_tenant(policy, receiver, alerts_config, eager_cel
                          last_seen_at=T0)
     assert alerts_tick.apply().get() == {"digests": 0, "resolved": 1, "recovered": 0}
     assert Alert.objects.get().status == "resolved"
+
+
+def test_many_fingerprints_open_and_update_in_a_fixed_number_of_queries(tenant_a, django_capture_on_commit_callbacks,
+                                                                        django_assert_max_num_queries) -> None:
+    """A batch of fraud anomalies is mostly one alert per customer: opening or updating them costs the
+    same few statements for 3 groups as for 60, and each anomaly ends up linked to its alert."""
+    _dispatch(django_capture_on_commit_callbacks, [_new(kind="transaction", metric="", entity="cust-0", severity="low")], 0)
+    ids = [_new(kind="transaction", metric="", entity=f"cust-{i % 60}", severity="critical" if i == 0 else "medium",
+                occurred_at=at(i / 10)) for i in range(120)]
+    with django_assert_max_num_queries(16):
+        result = _dispatch(django_capture_on_commit_callbacks, ids, 5)
+    assert (result.anomalies, result.alerts_opened, result.alerts_updated) == (120, 59, 1)
+    alerts = {a.entity: a for a in Alert.objects.filter(kind="transaction")}
+    assert len(alerts) == 60
+    assert alerts["cust-0"].count == 3 and alerts["cust-0"].peak_severity == "critical"
+    assert alerts["cust-7"].count == 2 and alerts["cust-7"].peak_severity == "medium"
+    assert alerts["cust-7"].last_seen_at == at(5)
+    from alerts.models import AlertAnomaly
+
+    linked = dict(AlertAnomaly.objects.filter(anomaly_id__in=ids).values_list("anomaly_id", "alert__entity"))
+    assert all(linked[pk] == f"cust-{i % 60}" for i, pk in enumerate(ids))
+    types = list(FeedMessage.objects.filter(type__startswith="alert.").values_list("type", flat=True))
+    assert types.count("alert.opened") == 60 and types.count("alert.escalated") == 1
