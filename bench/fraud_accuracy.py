@@ -10,8 +10,8 @@ default ScoringConfig. Without a database: the scorer is assembled from the same
 consumer loads (`scorer_assemble`). Redis state lives under a throwaway prefix, deleted at the end.
 
 Calibration runs as in production unless --no-calibration: the consumer feeds the reservoirs, and
-once per hour of data time (the beat task's cadence) the percentile calibrators and the amount
-prior are refitted from them when they hold `calibration.min_scores` values.
+once per hour of data time (the beat task's cadence) the percentile calibrators, the amount
+prior and the new-customer amount quantiles are refitted from them when they hold `calibration.min_scores` values.
 
 Ground truth: `Scenario.truth` labels payments and returns; an order inherits the label of its
 order's payment (the same purchase). Figures: per pattern, event recall and incident recall
@@ -53,6 +53,7 @@ from scoring.pipeline import (  # noqa: E402
     anomalies_build,
     calibrations_from_reservoirs,
     is_transaction,
+    new_customer_quantiles_from_reservoir,
     reservoir_push,
     score_transactions,
     scorer_assemble,
@@ -125,11 +126,14 @@ def main() -> None:
                 fitted, prior = calibrations_from_reservoirs(
                     client=client, tenant=tenant, model_version=0, detectors=[d.name for d in model.detectors],
                     min_scores=config.calibration.min_scores)
-                if fitted or prior:
+                new = new_customer_quantiles_from_reservoir(client=client, tenant=tenant,
+                                                            min_scores=config.calibration.min_scores)
+                if fitted or prior or new:
                     refits += 1
                     calibrated_from.setdefault("first_refit_at", t.isoformat())
                     scorer = scorer_assemble(tenant=tenant, key=key, config=config, model=model, rules=rules,
-                                             calibrations=fitted, prior=prior[:2] if prior else None)
+                                             calibrations=fitted, prior=prior[:2] if prior else None,
+                                             new_customer_quantiles=new[0] if new else None)
 
         for chunk in sim.events.batches(5_000):
             for e in chunk:

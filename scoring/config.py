@@ -23,6 +23,8 @@ class EnrichmentSettings(_Section):
     long_window_seconds: int = Field(default=86_400, ge=3_600)
     attribute_retention_seconds: int = Field(default=90 * 86_400, ge=86_400)
     profile_ttl_seconds: int = Field(default=180 * 86_400, ge=86_400)
+    # Purchases and returns behind a customer's return rate.
+    return_window_seconds: int = Field(default=90 * 86_400, ge=86_400)
 
     @model_validator(mode="after")
     def _windows(self) -> EnrichmentSettings:
@@ -45,6 +47,13 @@ class RuleThresholds(_Section):
     # scoring.services.tenant_default_rules): the fixed amounts above cannot suit every shop.
     unusual_amount_z: float = Field(default=2.0, gt=0)
     takeover_amount_z: float = Field(default=3.0, gt=0)
+    # "New customer spending more than new_customer_amount" also needs the amount to be in the top
+    # (1 - this) of the shop's recent new-customer purchases: a review budget of 1 in 500 of them.
+    new_customer_amount_percentile: float = Field(default=0.998, gt=0, lt=1)
+    # Serial returner: at least this many returned orders in the return window, and at least this
+    # share of the customer's orders there returned.
+    serial_return_orders: int = Field(default=3, ge=1)
+    serial_return_rate: float = Field(default=0.5, gt=0, le=1)
 
     def brief_defaults(self) -> dict[str, float]:
         """The arguments of scoring.rules.default_rules."""

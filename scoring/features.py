@@ -67,10 +67,21 @@ FEATURES: tuple[FeatureSpec, ...] = (
        "amounts, shrunk toward the tenant-wide prior when the customer has few points."),
     _f("amount_tenant", "float", "amount",
        "Amount converted to the tenant currency."),
+    _f("amount_new_customer_percentile", "float", "amount percentile among new customers' purchases",
+       "Share of the shop's recent new-customer purchases with a smaller amount (0..1; 0 for returns): "
+       "the shop's own distribution of first-purchase amounts, refitted with the calibration; before "
+       "there is enough data, the log-normal amount prior's CDF."),
     _f("hour_of_week", "int", "hour of the week",
        "0..167, Monday 00:00 = 0, in the tenant time zone."),
+    _f("cust_orders_window", "int", "orders of the customer in the return window",
+       "Distinct orders the customer bought in the return window (90 days by default), this one "
+       "included; an order event and its successful payment are one order."),
+    _f("cust_returned_orders_window", "int", "returned orders of the customer in the return window",
+       "Distinct orders of the customer with at least one return in the return window, this one included."),
+    _f("cust_returns_window", "int", "returns of the customer in the return window",
+       "Return events (items or lines) of the customer in the return window, this one included."),
     _f("cust_return_rate", "float", "customer return rate",
-       "Returns / purchases of the customer (0..1)."),
+       "cust_returned_orders_window / cust_orders_window (0..1; 0 without orders in the window)."),
     _f("cust_failed_streak", "int", "failed payments in a row (customer)",
        "Consecutive failed payments of the customer just before this event."),
     _f("device_failed_streak", "int", "failed payments in a row (device)",

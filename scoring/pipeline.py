@@ -48,11 +48,15 @@ from .config import ScoringConfig, fx_rates_for, scoring_config
 
 log = logging.getLogger(__name__)
 
-MARKER_KEY = "meta:ready"  # under the tenant prefix: a flush or clear_state removes it with the state
+# Under the tenant prefix: a flush or clear_state removes it with the state. Versioned with the state
+# layout: a deploy that changes what state.lua keeps rebuilds every tenant's state on first use.
+MARKER_KEY = "meta:ready:2"
 RESERVOIR_KEY = "meta:raw:{version}:{detector}"
 AMOUNTS_KEY = "meta:amounts"
+NEW_AMOUNTS_KEY = "meta:amounts_new"  # purchase amounts of new customers
 WARMUP_KEY = "meta:calibration_warm_n"
 AMOUNT_PRIOR = "amount_prior"
+NEW_CUSTOMER_AMOUNTS = "new_customer_amounts"  # CalibrationState row: quantiles of new-customer amounts
 _PER_BATCH_SAMPLE = 500  # raw scores pushed to the calibration reservoir per batch and detector
 
 
@@ -76,7 +80,7 @@ def transaction_inputs(events: Sequence[Mapping[str, Any]]) -> list[dict[str, An
             "ip": e.get("ip"), "device_id": e.get("device_id"),
             "payment_method": str(card) if card else e.get("payment_method"),
             "country": e.get("country"), "amount": e.get("amount"), "currency": e.get("currency"),
-            "status": e.get("status"), "channel": e.get("channel"),
+            "status": e.get("status"), "channel": e.get("channel"), "order_id": e.get("order_id"),
         })
     return out
 
@@ -90,16 +94,19 @@ def tenant_key(tenant: Any) -> str:
     return str(tenant.schema_name)
 
 
-def enrich_config_for(tenant: Any, config: ScoringConfig, prior: tuple[float, float] | None = None) -> EnrichConfig:
+def enrich_config_for(tenant: Any, config: ScoringConfig, prior: tuple[float, float] | None = None,
+                      new_customer_quantiles: Sequence[float] | None = None) -> EnrichConfig:
     e = config.enrichment
     kwargs: dict[str, Any] = {}
     if prior is not None:
         kwargs["prior_log_median"], kwargs["prior_log_mad"] = prior
+    if new_customer_quantiles:
+        kwargs["new_customer_quantiles"] = tuple(float(v) for v in new_customer_quantiles)
     return EnrichConfig(
         timezone=tenant.timezone, currency=tenant.currency, fx_rates=fx_rates_for(tenant),
         new_customer_seconds=e.new_customer_seconds, short_window_seconds=e.short_window_seconds,
         long_window_seconds=e.long_window_seconds, attribute_retention_seconds=e.attribute_retention_seconds,
-        profile_ttl_seconds=e.profile_ttl_seconds, **kwargs)
+        profile_ttl_seconds=e.profile_ttl_seconds, return_window_seconds=e.return_window_seconds, **kwargs)
 
 
 def consensus_config_for(config: ScoringConfig) -> ConsensusConfig:
@@ -229,13 +236,19 @@ def _build_scorer(tenant: Any, key: EngineKey, config: ScoringConfig) -> TenantS
     prior = None
     if prior_row is not None and prior_row.n_reference >= config.calibration.warmup_scores:
         prior = (float(prior_row.calibrator["log_median"]), float(prior_row.calibrator["log_mad"]))
+    new_row = CalibrationState.objects.filter(model_version__isnull=True, detector=NEW_CUSTOMER_AMOUNTS).first()
+    quantiles = None
+    if new_row is not None and new_row.n_reference >= config.calibration.warmup_scores:
+        quantiles = [float(v) for v in new_row.calibrator["quantiles"]]
     return scorer_assemble(tenant=tenant, key=key, config=config, model=registry.load_version(row),
-                           rules=[r.definition() for r in Rule.objects.all()], calibrations=states, prior=prior)
+                           rules=[r.definition() for r in Rule.objects.all()], calibrations=states, prior=prior,
+                           new_customer_quantiles=quantiles)
 
 
 def scorer_assemble(*, tenant: Any, key: EngineKey, config: ScoringConfig, model: Any, rules: list[dict[str, Any]],
                     calibrations: Mapping[str, tuple[Calibrator, int]] | None = None,
-                    prior: tuple[float, float] | None = None) -> TenantScorer:
+                    prior: tuple[float, float] | None = None,
+                    new_customer_quantiles: Sequence[float] | None = None) -> TenantScorer:
     """A scorer from loaded parts (no database): the tenant's calibration of a detector replaces the
     model's global one once it rests on at least `calibration.warmup_scores` recent scores (the warm-up
     fits; from `min_scores` on, the hourly refit keeps it current)."""
@@ -247,7 +260,8 @@ def scorer_assemble(*, tenant: Any, key: EngineKey, config: ScoringConfig, model
         else:
             calibrators[det.name] = model.calibrators[det.name]  # global default until enough data
     engine = ScoringEngine(model.detectors, calibrators, RuleSet(rules), consensus_config_for(config))
-    return TenantScorer(key=key, engine=engine, enrich_config=enrich_config_for(tenant, config, prior), config=config,
+    return TenantScorer(key=key, engine=engine, config=config,
+                        enrich_config=enrich_config_for(tenant, config, prior, new_customer_quantiles),
                         currency=tenant.currency, rule_subjects={r["name"]: _rule_subject(r["condition"]) for r in rules})
 
 
@@ -273,7 +287,7 @@ def state_ready(client: redis_lib.Redis, tenant: Any) -> bool:
 def _stored_transactions(*, since: datetime, exclude_batch_id: int | None) -> Iterator[dict[str, Any]]:
     """Stored payment/order/return events since `since`, oldest first, streamed (server-side cursor)."""
     sql = ("SELECT event_id, type, occurred_at, customer_id, ip, device_id, payment_method, country, amount, "
-           "currency, status, channel, attributes FROM events WHERE type IN ('payment', 'order', 'return') "
+           "currency, status, channel, order_id, attributes FROM events WHERE type IN ('payment', 'order', 'return') "
            "AND occurred_at >= %s" + (" AND batch_id <> %s" if exclude_batch_id is not None else "")
            + " ORDER BY occurred_at, id")
     params: list[Any] = [since] + ([exclude_batch_id] if exclude_batch_id is not None else [])
@@ -470,13 +484,19 @@ def reservoir_push(scored: ScoredTransactions, client: redis_lib.Redis, *, tenan
         pipe.rpush(prefix + AMOUNTS_KEY, *[struct.pack("<d", v) for v in amounts.tolist()])
         pipe.ltrim(prefix + AMOUNTS_KEY, -size, -1)
         pipe.expire(prefix + AMOUNTS_KEY, 30 * 86_400)
+    new = purchases[np.asarray(scored.frame["is_new_customer"])[purchases] == 1]
+    if new.size:
+        amounts = np.asarray(scored.frame["amount_tenant"], dtype=np.float64)[new[:sample]]
+        pipe.rpush(prefix + NEW_AMOUNTS_KEY, *[struct.pack("<d", v) for v in amounts.tolist()])
+        pipe.ltrim(prefix + NEW_AMOUNTS_KEY, -size, -1)
+        pipe.expire(prefix + NEW_AMOUNTS_KEY, 30 * 86_400)
     pipe.execute()
 
 
 def reservoir_read(client: redis_lib.Redis, *, tenant: Any, model_version: int | None, detector: str) -> np.ndarray:
     prefix = tenant_prefix(tenant_key(tenant))
-    key = prefix + (AMOUNTS_KEY if detector == AMOUNT_PRIOR
-                    else RESERVOIR_KEY.format(version=model_version, detector=detector))
+    key = prefix + {AMOUNT_PRIOR: AMOUNTS_KEY, NEW_CUSTOMER_AMOUNTS: NEW_AMOUNTS_KEY}.get(
+        detector, RESERVOIR_KEY.format(version=model_version, detector=detector))
     values: list[bytes] = client.lrange(key, 0, -1)  # type: ignore[assignment]  # sync client
     return np.frombuffer(b"".join(values), dtype="<f8") if values else np.empty(0)
 
@@ -571,6 +591,19 @@ def calibrations_from_reservoirs(*, client: redis_lib.Redis, tenant: Any, model_
     return fitted, prior
 
 
+def new_customer_quantiles_from_reservoir(*, client: redis_lib.Redis, tenant: Any,
+                                          min_scores: int) -> tuple[tuple[float, ...], int] | None:
+    """Quantiles of the recent new-customer purchase amounts and their count, when the reservoir
+    holds at least `min_scores` of them (else None: the amount prior stands in)."""
+    from scoring.enrich import new_customer_quantiles
+
+    amounts = reservoir_read(client, tenant=tenant, model_version=None, detector=NEW_CUSTOMER_AMOUNTS)
+    amounts = amounts[np.isfinite(amounts)]
+    if amounts.size < min_scores:
+        return None
+    return new_customer_quantiles(amounts), int(amounts.size)
+
+
 def calibration_fit(*, tenant: Any, client: redis_lib.Redis | None = None,
                     min_scores: int | None = None) -> dict[str, int]:
     """Fit the tenant's percentile calibrators (active model) and amount prior from the reservoirs,
@@ -598,4 +631,11 @@ def calibration_fit(*, tenant: Any, client: redis_lib.Redis | None = None,
             "calibrator": {"kind": AMOUNT_PRIOR, "log_median": prior[0], "log_mad": prior[1]},
             "n_reference": prior[2], "fitted_at": timezone.now()})
         stored[AMOUNT_PRIOR] = prior[2]
+    new = new_customer_quantiles_from_reservoir(client=client, tenant=tenant,
+                                                min_scores=min_scores or config.calibration.min_scores)
+    if new is not None:
+        CalibrationState.objects.update_or_create(model_version=None, detector=NEW_CUSTOMER_AMOUNTS, defaults={
+            "calibrator": {"kind": NEW_CUSTOMER_AMOUNTS, "quantiles": list(new[0])},
+            "n_reference": new[1], "fitted_at": timezone.now()})
+        stored[NEW_CUSTOMER_AMOUNTS] = new[1]
     return stored

@@ -131,24 +131,29 @@ def rule_delete(*, rule: Rule, changed_by: str = "") -> None:
 
 def tenant_default_rules(thresholds: Any) -> list[dict[str, Any]]:
     """The rule set a tenant starts with: the product brief's six rules (scoring.rules.default_rules)
-    with one adaptation, plus an account-takeover rule the six do not cover.
+    with two adaptations, plus an account-takeover and a serial-returner rule the six do not cover.
 
-    - "new customer spending over 200" and "amount over 500" also require the amount to be unusual
-      (amount_robust_z >= 2: against the customer's own history, or against the tenant's amount
-      prior for a customer without history). In a shop where most buyers are first-time buyers and
-      200 is an ordinary basket, the fixed amounts alone flag ordinary customers (measured: 1.4 % of
-      such flags were fraud on the simulated shop); where 200 is unusual, the extra condition holds
-      anyway. A fixed amount cannot suit every shop; a robust z against the shop's own data can.
+    A fixed amount cannot suit every shop; the shop's own data can:
+    - "new customer spending over 200" also requires the amount to be in the top
+      (1 - new_customer_amount_percentile) of the shop's recent new-customer purchases (the empirical
+      distribution, refitted with the calibration; a log-normal prior before there is data). In a shop
+      where most buyers are first-time buyers and 200 is an ordinary basket, the fixed amount alone
+      flags ordinary customers; a robust z against a log-normal prior (the earlier gate) misjudges
+      the tail, where real amount distributions are not log-normal.
+    - "amount over 500" also requires the amount to be unusual (amount_robust_z >= 2: against the
+      customer's own history, or the tenant's amount prior for a customer without history).
     - account takeover: a known customer on a new device from a new country or IP, spending far
       above their own usual amounts.
-    (No serial-returner rule yet: return rows carry no purchase count to require a minimum history.)
+    - serial returner: a return by a customer who returned at least `serial_return_orders` orders
+      in the return window, and at least `serial_return_rate` of the orders bought there.
     """
     rules = default_rules(**thresholds.brief_defaults())
     unusual = {"feature": "amount_robust_z", "op": ">=", "value": thresholds.unusual_amount_z}
     for rule in rules:
         if rule["name"] == "new_customer_high_amount":
-            rule["condition"]["all"].append(unusual)
-            rule["description"] += " (unusually large for this shop)"
+            rule["condition"]["all"].append({"feature": "amount_new_customer_percentile", "op": ">=",
+                                             "value": thresholds.new_customer_amount_percentile})
+            rule["description"] += " (in the top of this shop's new-customer purchases)"
         elif rule["name"] == "large_amount":
             rule["condition"] = {"all": [rule["condition"], unusual]}
             rule["description"] += " (unusually large for this customer, or this shop)"
@@ -161,8 +166,22 @@ def tenant_default_rules(thresholds: Any) -> list[dict[str, Any]]:
                                         {"feature": "new_ip", "op": "==", "value": 1}]},
                                {"feature": "amount_robust_z", "op": ">=", "value": thresholds.takeover_amount_z}]},
          "score": 0.5, "severity": "high", "action": "review", "enabled": True},
+        serial_returner_rule(thresholds),
     ]
     return rules
+
+
+def serial_returner_rule(thresholds: Any) -> dict[str, Any]:
+    """Default rule on returns: the customer returns most of what they buy, again and again."""
+    return {
+        "name": "serial_returner",
+        "description": f"{thresholds.serial_return_orders} or more returned orders, "
+                       f"{thresholds.serial_return_rate:.0%} or more of the customer's orders returned",
+        "condition": {"all": [{"feature": "event_type", "op": "==", "value": "return"},
+                              {"feature": "cust_returned_orders_window", "op": ">=",
+                               "value": thresholds.serial_return_orders},
+                              {"feature": "cust_return_rate", "op": ">=", "value": thresholds.serial_return_rate}]},
+        "score": 0.45, "severity": "medium", "action": "review", "enabled": True}
 
 
 def rules_ensure_defaults(*, tenant: Any) -> int:
@@ -198,7 +217,7 @@ class DryRunError(ValueError):
 
 def rule_dry_run(*, tenant: Any, rule: Any, days: int, sample_size: int = 20, max_events: int = 200_000,
                  now: datetime | None = None) -> dict[str, Any]:
-    """How many of the tenant's payments/orders of the last `days` days `rule` would have flagged.
+    """How many of the tenant's payments, orders and returns of the last `days` days `rule` would have flagged.
 
     Features are recomputed by replaying the stored events through the live enrichment code into a
     throwaway Redis prefix (deleted afterwards), starting `dry_run_warmup_days` before the window so
@@ -220,9 +239,9 @@ def rule_dry_run(*, tenant: Any, rule: Any, days: int, sample_size: int = 20, ma
     now = now or timezone.now()
     start = now - timedelta(days=days)
     warm_start = start - timedelta(days=scoring_config(tenant).dry_run_warmup_days)
-    evaluated_types = ("payment", "order")
+    evaluated_types = ("payment", "order", "return")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM events WHERE type IN ('payment', 'order') AND occurred_at >= %s "
+        cursor.execute("SELECT count(*) FROM events WHERE type IN ('payment', 'order', 'return') AND occurred_at >= %s "
                        "AND occurred_at < %s", [start, now])
         in_window = int(cursor.fetchone()[0])
     if in_window > max_events:
@@ -264,8 +283,8 @@ def rule_dry_run(*, tenant: Any, rule: Any, days: int, sample_size: int = 20, ma
         with connection.chunked_cursor() as cursor:
             cursor.execute(
                 "SELECT event_id, type, occurred_at, customer_id, ip, device_id, payment_method, country, amount, "
-                "currency, status, channel, attributes FROM events WHERE type IN ('payment', 'order', 'return') "
-                "AND occurred_at >= %s AND occurred_at < %s ORDER BY occurred_at, id", [warm_start, now])
+                "currency, status, channel, order_id, attributes FROM events WHERE type IN ('payment', 'order', "
+                "'return') AND occurred_at >= %s AND occurred_at < %s ORDER BY occurred_at, id", [warm_start, now])
             names = [c.name for c in cursor.description]
             while rows := cursor.fetchmany(5_000):
                 for r in rows:

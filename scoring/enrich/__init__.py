@@ -7,10 +7,13 @@ from scoring.enrich.engine import (
     EnrichConfig,
     Enricher,
     FeatureFrame,
+    amount_percentile,
     amount_prior,
     clear_state,
     hour_of_week,
+    new_customer_quantiles,
     rebuild_state,
+    return_rate,
     tenant_prefix,
 )
 
@@ -19,9 +22,12 @@ __all__ = [
     "EnrichConfig",
     "Enricher",
     "FeatureFrame",
+    "amount_percentile",
     "amount_prior",
     "clear_state",
     "hour_of_week",
+    "new_customer_quantiles",
     "rebuild_state",
+    "return_rate",
     "tenant_prefix",
 ]

@@ -39,8 +39,9 @@ _FAILED = {"failed", "declined", "error", "refused", "rejected"}
 _SUCCEEDED = {"succeeded", "success", "paid", "captured", "authorized", "approved", "completed"}
 _STATUS_CODE = {**{v: "F" for v in _FAILED}, **{v: "S" for v in _SUCCEEDED}}
 _TENANT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,63}$")
-_N_OUT = 28  # numbers returned per event by state.lua
-_HEADER = 10
+_N_OUT = 29  # numbers returned per event by state.lua
+_HEADER = 12
+_FIELDS = 14  # fields per event line (see state.lua)
 
 
 DEFAULT_PRIOR_LOG_MEDIAN = math.log1p(50.0)
@@ -61,6 +62,8 @@ class EnrichConfig:
     attribute_retention_seconds: int = 90 * 86_400
     profile_ttl_seconds: int = 180 * 86_400
     device_streak_ttl_seconds: int = 7 * 86_400
+    return_window_seconds: int = 90 * 86_400  # purchases and returns behind the return rate
+    return_cap: int = 256  # members kept per customer in the purchases/returns set
     velocity_cap: int = 500  # velocity counts saturate here: bounds memory and Lua time on hot IPs
     attribute_cap: int = 64
     history_cap: int = 32
@@ -69,12 +72,16 @@ class EnrichConfig:
     prior_log_mad: float = DEFAULT_PRIOR_LOG_MAD
     shrink_points: float = 5.0  # a customer with this many past amounts gets half weight
     min_log_scale: float = 0.05  # +-5 % is never "unusual", even for a perfectly regular customer
+    # Quantiles (probabilities 0, 1/q, ..., 1) of the tenant's recent new-customer purchase amounts,
+    # from `new_customer_quantiles()`; empty until there is enough data (then the prior decides).
+    new_customer_quantiles: tuple[float, ...] = ()
     chunk_size: int = 1_000
 
     @property
     def rebuild_horizon_seconds(self) -> int:
         """How far back `rebuild_state` must be fed events to restore every feature."""
-        return max(self.profile_ttl_seconds, self.attribute_retention_seconds, self.long_window_seconds)
+        return max(self.profile_ttl_seconds, self.attribute_retention_seconds, self.long_window_seconds,
+                   self.return_window_seconds)
 
 
 def amount_prior(amounts_tenant_currency: Sequence[float] | np.ndarray) -> tuple[float, float]:
@@ -85,6 +92,43 @@ def amount_prior(amounts_tenant_currency: Sequence[float] | np.ndarray) -> tuple
         return DEFAULT_PRIOR_LOG_MEDIAN, DEFAULT_PRIOR_LOG_MAD
     med = float(np.median(x))
     return med, float(np.median(np.abs(x - med)))
+
+
+NEW_CUSTOMER_QUANTILES = 1_000  # resolution 0.1 %: enough to tell the top 0.2 % from the top 1 %
+
+
+def new_customer_quantiles(amounts_tenant_currency: Sequence[float] | np.ndarray,
+                           points: int = NEW_CUSTOMER_QUANTILES) -> tuple[float, ...]:
+    """Quantiles at 0, 1/points, ..., 1 of a sample of new-customer purchase amounts."""
+    x = np.asarray(amounts_tenant_currency, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return ()
+    return tuple(float(v) for v in np.quantile(x, np.linspace(0.0, 1.0, points + 1)))
+
+
+def amount_percentile(amount: np.ndarray, quantiles: Sequence[float], prior_log_median: float,
+                      prior_log_scale: float) -> np.ndarray:
+    """Share of the reference amounts below `amount` (0..1). With quantiles: interpolated in the
+    empirical table (ties: the middle of the tied range; above the largest: 1). Without: the
+    log-normal prior's CDF, the same assumption as `amount_robust_z` for a customer without history."""
+    amount = np.asarray(amount, dtype=float)
+    if len(quantiles) >= 2:
+        q = np.asarray(quantiles, dtype=float)
+        probs = np.linspace(0.0, 1.0, q.size)
+        lo = np.interp(amount, q, probs, left=0.0, right=1.0)  # first matching knot on ties
+        hi = 1.0 - np.interp(-amount, -q[::-1], probs, left=0.0, right=1.0)  # last matching knot
+        return np.clip(0.5 * (lo + hi), 0.0, 1.0)
+    z = (np.log1p(np.maximum(amount, 0.0)) - prior_log_median) / max(prior_log_scale, 1e-9)
+    return 0.5 * (1.0 + np.vectorize(math.erf, otypes=[float])(z / math.sqrt(2.0))) if z.size else z
+
+
+def return_rate(orders: np.ndarray, returned_orders: np.ndarray) -> np.ndarray:
+    """Returned orders / orders of a customer in the return window (0..1; 0 without orders: a return
+    whose order fell out of the window, or was never sent, says nothing about a rate)."""
+    orders = np.asarray(orders, dtype=float)
+    returned = np.asarray(returned_orders, dtype=float)
+    return np.where(orders > 0, np.clip(returned / np.maximum(orders, 1.0), 0.0, 1.0), 0.0)
 
 
 def tenant_prefix(tenant: str) -> str:
@@ -120,7 +164,7 @@ class FeatureFrame(dict):
 
 def _columns(events: Sequence[Mapping[str, Any]] | pd.DataFrame) -> dict[str, list[Any] | np.ndarray]:
     keys = ("event_id", "type", "timestamp", "customer_id", "ip", "device_id", "payment_method",
-            "country", "amount", "currency", "status", "channel")
+            "country", "amount", "currency", "status", "channel", "order_id")
     if isinstance(events, pd.DataFrame):
         return {k: (events[k].to_numpy() if k in events.columns else [None] * len(events)) for k in keys}
     return {k: [e.get(k) for e in events] for k in keys}
@@ -255,11 +299,13 @@ class Enricher:
         c = self.config
         lo24 = "(" + (ts_ms - c.long_window_seconds * 1000).astype(str).astype(object)
         lo1 = "(" + (ts_ms - c.short_window_seconds * 1000).astype(str).astype(object)
+        lor = "(" + (ts_ms - c.return_window_seconds * 1000).astype(str).astype(object)
+        order = _str_col(cols["order_id"])
         line = (eid + sep + type_codes + sep + st_code + sep + ts_ms.astype(str).astype(object) + sep
                 + lo24 + sep + lo1 + sep + cents.astype(str).astype(object) + sep + cust + sep + ip + sep
-                + dev + sep + pm + sep + country)
+                + dev + sep + pm + sep + country + sep + order + sep + lor)
         argv = line.tolist()
-        if "".join(argv).count(sep) != 11 * n:
+        if "".join(argv).count(sep) != (_FIELDS - 1) * n:
             raise ValueError("event fields must not contain the \\x1f control character")
         return _Prepared(
             n=n, argv=argv, event_id=eid, ts_ms=ts_ms, amount=cents / 100.0,
@@ -281,7 +327,8 @@ class Enricher:
         return [str(n), str(c.long_window_seconds * 1000), str(c.short_window_seconds * 1000),
                 str(c.attribute_retention_seconds * 1000), str(c.profile_ttl_seconds * 1000),
                 str(c.velocity_cap), str(c.attribute_cap), str(c.history_cap),
-                "1" if want_output else "0", str(c.device_streak_ttl_seconds * 1000)]
+                "1" if want_output else "0", str(c.device_streak_ttl_seconds * 1000),
+                str(c.return_window_seconds * 1000), str(c.return_cap)]
 
     def _run(self, prep: _Prepared, *, want_output: bool) -> list[Any]:
         size = max(1, self.config.chunk_size)
@@ -336,9 +383,15 @@ class Enricher:
         is_return = prep.cats["event_type"] == "return"
         out["amount_robust_z"] = np.where(is_return, 0.0, (np.log1p(prep.amount) - centre) / scale)
         out["amount_tenant"] = prep.amount
+        pct = amount_percentile(prep.amount, c.new_customer_quantiles, c.prior_log_median,
+                                max(1.4826 * c.prior_log_mad, c.min_log_scale))
+        out["amount_new_customer_percentile"] = np.where(is_return, 0.0, pct)
         out["hour_of_week"] = hour_of_week(prep.ts_ms, c.timezone)
         npur, nret = col[20], col[21]
-        out["cust_return_rate"] = np.clip(nret / np.maximum(npur, 1.0), 0.0, 1.0)
+        out["cust_orders_window"] = npur.astype(np.int64)
+        out["cust_returned_orders_window"] = nret.astype(np.int64)
+        out["cust_returns_window"] = col[28].astype(np.int64)
+        out["cust_return_rate"] = return_rate(npur, nret)
         out["cust_failed_streak"] = col[22].astype(np.int64)
         out["device_failed_streak"] = col[23].astype(np.int64)
         out["new_device"] = col[24].astype(np.int64)

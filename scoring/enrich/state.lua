@@ -5,11 +5,12 @@
 -- ARGV     header (H fields) then ONE string per event, fields separated by \31 (unit separator):
 --            1 eid  2 type (P payment / O order / R return)  3 status (F failed / S succeeded / '')
 --            4 ts_ms  5 '(' .. ts_ms - long window  6 '(' .. ts_ms - short window  7 amount_cents
---            8 customer  9 ip  10 device  11 payment_method  12 country
+--            8 customer  9 ip  10 device  11 payment_method  12 country  13 order_id
+--            14 '(' .. ts_ms - return window
 --          One argument per event (not twelve): argument encoding dominated the client side.
 --          Window bounds come precomputed as strings: number->string formatting inside
 --          redis.call was the largest cost of the script.
--- Returns  one binary string, 28 little-endian doubles per event (struct.pack, again to avoid
+-- Returns  one binary string, 29 little-endian doubles per event (struct.pack, again to avoid
 --          number formatting), or the applied count when want_output is 0 (rebuild).
 --
 -- Writes happen before reads, so counts include the current event and later events of the same
@@ -17,6 +18,12 @@
 -- and capped by rank on about one event in eight (chosen by the event id, so the batch and the
 -- single-event path prune identically); reads always use explicit score windows, so pruning
 -- never changes a feature.
+--
+-- Purchases and returns per customer ('rr:' sorted set, scored by time, window = return window):
+-- 'o<order>' one member per purchased order (an order event and its successful payment are ONE
+-- purchase), 'r<order>' one per order with a return, 'x<event id>' one per return event. Members
+-- are set elements, so replaying an event changes nothing; without an order id the event id
+-- stands for the order.
 local P = KEYS[1]
 local n = tonumber(ARGV[1])
 local WL = tonumber(ARGV[2])      -- long window (24 h) in ms
@@ -28,10 +35,12 @@ local ACAP = tonumber(ARGV[7])    -- max members kept per customer attribute set
 local HCAP = tonumber(ARGV[8])    -- amounts kept in the customer amount history
 local WANT = ARGV[9] == '1'
 local DTTL = ARGV[10]             -- TTL of the device failure streak (ms, string)
-local H = 10
+local RW_S = ARGV[11]             -- return window (ms, string): TTL of the purchases/returns set
+local RCAP = tonumber(ARGV[12])   -- max members read/kept in the purchases/returns set
+local H = 12
 local VTTL = tostring(WL + WS)
 local ARET_S = ARGV[4]
-local OUTFMT = '<' .. string.rep('d', 28)
+local OUTFMT = '<' .. string.rep('d', 29)
 local VCAP_S, ACAP_S = ARGV[6], ARGV[7]
 
 local call = redis.call
@@ -91,6 +100,27 @@ local function customers(key, ts, lo24, cm, write, prune)
   return call('ZCOUNT', key, lo24, '+inf')
 end
 
+-- Purchases / returns of a customer within the return window: write (when asked), then count.
+-- Returns added (0 when the member was already there), orders, returned orders, return events.
+local function purchases(key, ts, lo, member, write, prune)
+  local added = 0
+  if write then
+    added = call('ZADD', key, 'NX', ts, member)
+    call('PEXPIRE', key, RW_S)
+    if prune then
+      call('ZREMRANGEBYSCORE', key, '-inf', lo)
+      call('ZREMRANGEBYRANK', key, 0, -(RCAP + 1))
+    end
+  end
+  local items = call('ZRANGE', key, ts, lo, 'BYSCORE', 'REV', 'LIMIT', '0', RCAP)
+  local no, nr, nx = 0, 0, 0
+  for i = 1, #items do
+    local c0 = byte(items[i], 1)
+    if c0 == 111 then no = no + 1 elseif c0 == 114 then nr = nr + 1 elseif c0 == 120 then nx = nx + 1 end
+  end
+  return added, no, nr, nx
+end
+
 local function median(sorted, m)
   if m % 2 == 1 then return sorted[(m + 1) / 2] end
   return 0.5 * (sorted[m / 2] + sorted[m / 2 + 1])
@@ -101,6 +131,10 @@ for e = 1, n do
   local eid, typ, st, ts, lo24, lo1 = a[1], a[2], a[3], a[4], a[5], a[6]
   local t, cents = tonum(ts), tonum(a[7])
   local cust, ip, dev, pm, ctry = a[8], a[9], a[10], a[11], a[12]
+  local okey, lor = a[13], a[14]
+  if okey == '' then okey = 'e:' .. eid end
+  -- Short tag of the purchase in the amount history: an order and its payment are one purchase.
+  local otag = sub(redis.sha1hex(okey), 1, 8)
   local has_c, has_i, has_d = cust ~= '', ip ~= '', dev ~= ''
   local prune = byte(eid, -1) % 8 == 0
 
@@ -108,21 +142,25 @@ for e = 1, n do
   local i1, ia1, i24, ia24 = 0, 0, 0, 0
   local d1, da1, d24, da24 = 0, 0, 0, 0
   local ip_dc, dev_dc, dpm, ddev = 0, 0, 0, 0
-  local tenure, hn, hmed, hmad, npur, nret, cfs, dfs = -1, 0, 0, 0, 0, 0, 0, 0
+  local tenure, hn, hmed, hmad, npur, nret, nrev, cfs, dfs = -1, 0, 0, 0, 0, 0, 0, 0, 0
   local new_d, new_i, new_k = 0, 0, 0
   local applied = 1
 
   if typ == 'R' then
-    -- Returns only feed the return rate.
+    -- Returns only feed the purchases/returns set (and the customer's first-seen time).
     if has_c then
+      local rk = P .. 'rr:' .. cust
+      local added = call('ZADD', rk, 'NX', ts, 'x' .. eid)
+      if added == 0 then applied = 0 end
+      local _
+      _, npur, nret, nrev = purchases(rk, ts, lor, 'r' .. okey, added == 1, prune)
       local pk = P .. 'cp:' .. cust
-      local f = call('HMGET', pk, 'f', 'o', 'p')
-      local first = tonum(f[1])
-      if not first or t < first then call('HSET', pk, 'f', ts); first = t end
-      nret = call('HINCRBY', pk, 'r', 1)
-      call('PEXPIRE', pk, PTTL)
-      tenure = t - first
-      npur = math.max(tonum(f[2]) or 0, tonum(f[3]) or 0)
+      local first = tonum(call('HGET', pk, 'f'))
+      if added == 1 then
+        if not first or t < first then call('HSET', pk, 'f', ts); first = t end
+        call('PEXPIRE', pk, PTTL)
+      end
+      tenure = first and math.max(0, t - first) or 0
     end
   else
     local evm = 'e' .. a[7] .. ':' .. eid
@@ -157,19 +195,21 @@ for e = 1, n do
     if not write then applied = 0 end
     if has_c then
       local pk = P .. 'cp:' .. cust
-      local f = call('HMGET', pk, 'f', 'o', 'p', 'r', 's', 'h')
+      local f = call('HMGET', pk, 'f', 's', 'h')
       local first = tonum(f[1])
       local known = first ~= nil
       tenure = known and math.max(0, t - first) or 0
-      local o, p = tonum(f[2]) or 0, tonum(f[3]) or 0
-      nret = tonum(f[4]) or 0
-      cfs = tonum(f[5]) or 0
-      local hist = f[6] or ''
-      -- Amount history: median / MAD of log1p(amount) of past purchases, newest first.
-      local vals, raw, m = {}, {}, 0
+      cfs = tonum(f[2]) or 0
+      local hist = f[3] or ''
+      -- Amount history: median / MAD of log1p(amount) of past purchase events, newest first.
+      -- Entries are 'cents/tag': the entry of this very purchase (the order of this payment) is kept
+      -- but is not history for it.
+      local vals, raw, m, r = {}, {}, 0, 0
       if hist ~= '' then
         for v in string.gmatch(hist, '[^,]+') do
-          m = m + 1; raw[m] = v; vals[m] = math.log(1 + tonum(v) / 100)
+          local c, tag = match(v, '^(%d+)/?(%w*)$')
+          r = r + 1; raw[r] = v
+          if tag ~= otag then m = m + 1; vals[m] = math.log(1 + tonum(c) / 100) end
         end
       end
       hn = m
@@ -210,20 +250,21 @@ for e = 1, n do
         end
         local hs = {}
         if not known or t < first then hs[#hs + 1] = 'f'; hs[#hs + 1] = ts end
-        if typ == 'O' then hs[#hs + 1] = 'o'; hs[#hs + 1] = o + 1 end
-        if typ == 'P' and st == 'S' then hs[#hs + 1] = 'p'; hs[#hs + 1] = p + 1 end
         if typ == 'P' and st ~= '' then
           hs[#hs + 1] = 's'; hs[#hs + 1] = (st == 'F') and (cfs + 1) or 0
         end
-        if typ == 'O' or st == 'S' then -- purchases feed the amount history, failed attempts do not
-          local keep = {a[7]}
-          for i = 1, math.min(m, HCAP - 1) do keep[i + 1] = raw[i] end
+        -- Purchases feed the amount history, failed attempts do not.
+        if typ == 'O' or st == 'S' then
+          local keep = {a[7] .. '/' .. otag}
+          for i = 1, math.min(r, HCAP - 1) do keep[i + 1] = raw[i] end
           hs[#hs + 1] = 'h'; hs[#hs + 1] = table.concat(keep, ',')
         end
         if #hs > 0 then call('HSET', pk, unpack(hs)) end
         call('PEXPIRE', pk, PTTL)
       end
-      npur = math.max(o, p)
+      local _
+      _, npur, nret, nrev = purchases(P .. 'rr:' .. cust, ts, lor, 'o' .. okey,
+        write and (typ == 'O' or st == 'S'), prune)
       local items = call('ZRANGE', ak, '+inf', lo24, 'BYSCORE', 'REV', 'LIMIT', '0', ACAP_S)
       for i = 1, #items do
         local c0 = byte(items[i], 1)
@@ -235,7 +276,8 @@ for e = 1, n do
   if WANT then
     k = k + 1
     out[k] = pack(OUTFMT, c1, ca1, c24, ca24, i1, ia1, i24, ia24, d1, da1, d24, da24,
-      ip_dc, dev_dc, dpm, ddev, tenure, hn, hmed, hmad, npur, nret, cfs, dfs, new_d, new_i, new_k, applied)
+      ip_dc, dev_dc, dpm, ddev, tenure, hn, hmed, hmad, npur, nret, cfs, dfs, new_d, new_i, new_k, applied,
+      nrev)
   end
 end
 if WANT then return table.concat(out) end

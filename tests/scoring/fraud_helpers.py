@@ -52,3 +52,32 @@ def ingest_and_consume(tenant: Any, events: list[dict[str, Any]], source: str = 
     assert not result.rejected, result.rejected
     assert batch_run(result.batch_id) == "done"
     return int(result.batch_id)
+
+
+def purchase(tag: str, i: int, at: datetime, *, customer: str, amount: float = 60.0) -> list[dict[str, Any]]:
+    """One purchase as a shop sends it: the order, then its payment a few seconds later."""
+    order = {"event_id": f"{tag}-ord{i}", "type": "order", "timestamp": at.isoformat(), "customer_id": customer,
+             "order_id": f"{tag}-O{i}", "amount": f"{amount:.2f}", "store_id": "web-eu", "country": "FR",
+             "channel": "web"}
+    pay = payment(f"{tag}-pay{i}", at + timedelta(seconds=20), customer=customer, amount=amount,
+                  ip=f"10.9.{len(tag)}.{i % 200}", device=f"{tag}-dev", card=f"{tag}-card")
+    pay["order_id"] = f"{tag}-O{i}"
+    return [order, pay]
+
+
+def returned(tag: str, i: int, line: int, at: datetime, *, customer: str, amount: float = 30.0) -> dict[str, Any]:
+    """A return of one line of order `tag`-O`i`."""
+    return {"event_id": f"{tag}-ret{i}-{line}", "type": "return", "timestamp": at.isoformat(), "customer_id": customer,
+            "order_id": f"{tag}-O{i}", "amount": f"{amount:.2f}", "store_id": "web-eu", "country": "FR",
+            "channel": "web"}
+
+
+def serial_returner(tag: str, start: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(purchases, returns): five orders over two days, then returns of two lines of the first order
+    and of one line of orders 2, 3 and 4, a few hours apart (returned orders: 1, 1, 2, 3, 4 of 5)."""
+    customer = f"{tag}-cust"
+    buys = [e for i in range(5) for e in purchase(tag, i, start + timedelta(hours=9 * i), customer=customer)]
+    back = start + timedelta(hours=40)
+    rets = [returned(tag, 0, 0, back, customer=customer), returned(tag, 0, 1, back + timedelta(minutes=5), customer=customer)]
+    rets += [returned(tag, i, 0, back + timedelta(hours=2 * i), customer=customer) for i in (1, 2, 3)]
+    return buys, rets

@@ -37,3 +37,23 @@ def test_calibration_is_fitted_during_warm_up(tenant_a, redis_client, settings, 
     fitted = calibration_refresh.apply(kwargs={"min_scores": 200}).get()
     assert fitted and all(n >= 200 for n in fitted.values())
     assert CalibrationState.objects.filter(n_reference__gte=200).exists()
+
+
+def test_new_customer_amounts_are_fitted_from_the_reservoir_and_used_by_the_scorer(
+        tenant_a, redis_client, settings) -> None:  # type: ignore[no-untyped-def]
+    from scoring.pipeline import NEW_CUSTOMER_AMOUNTS, calibration_fit, scorer_for
+
+    settings.PULSE_BATCH_CONSUMERS = ["scoring.pipeline.transactions_consume"]
+    tenant = tenant_a.tenant
+    tenant.config = {"scoring": {"calibration": {"warmup_scores": 200}}}
+    tenant.save(update_fields=["config"])
+    first_purchases = _payments(300, 0)  # customers c0..c299: all new
+    batch_run(events_ingest(tenant=tenant, raw_events=first_purchases, source="api").batch_id)
+    assert scorer_for(tenant).enrich_config.new_customer_quantiles == ()  # not fitted yet: the prior decides
+
+    stored = calibration_fit(tenant=tenant, client=redis_client, min_scores=200)
+    assert stored[NEW_CUSTOMER_AMOUNTS] == 300
+    quantiles = CalibrationState.objects.get(model_version=None, detector=NEW_CUSTOMER_AMOUNTS).calibrator["quantiles"]
+    amounts = sorted(float(e["amount"]) for e in first_purchases)
+    assert len(quantiles) == 1001 and (quantiles[0], quantiles[-1]) == (amounts[0], amounts[-1])
+    assert scorer_for(tenant).enrich_config.new_customer_quantiles == tuple(quantiles)

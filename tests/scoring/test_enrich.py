@@ -76,14 +76,97 @@ def test_new_customer_flag_guest_and_tenure(rds):
     assert f["cust_count_1h"][3] == 0 and f["ip_count_1h"][3] == 2  # events at 90 and 91 min
 
 
-def test_returns_update_return_rate(rds):
+def ret(i: int, minutes: float, order: str | None, **kw: Any) -> dict[str, Any]:
+    ev = {"event_id": f"r{i}", "type": "return", "timestamp": T0 + timedelta(minutes=minutes), "customer_id": "c1",
+          "order_id": order, "amount": 20.0, "currency": "USD"}
+    ev.update(kw)
+    return ev
+
+
+def test_return_rate_counts_orders_and_returned_orders(rds):
     en = Enricher(rds, "acme")
-    en.enrich([pay(0, 0), pay(1, 1), pay(2, 2), pay(3, 3)])
-    en.enrich([{"event_id": "r1", "type": "return", "timestamp": T0 + timedelta(minutes=5),
-                "customer_id": "c1", "amount": 20.0}])
-    f = en.enrich([pay(4, 10)])
-    assert f["cust_return_rate"][0] == pytest.approx(1 / 4)
-    assert f["cust_count_1h"][0] == 5  # the return is not a payment
+    f = en.enrich([
+        {**pay(0, 0), "type": "order", "status": None, "order_id": "o1"},
+        pay(1, 1, order_id="o1"),  # the payment of o1: the same order, not a second one
+        pay(2, 2, order_id="o2", status="failed"),  # a failed attempt buys nothing
+        pay(3, 3, order_id="o2"),
+        pay(4, 4, order_id="o3"),
+    ])
+    assert f["cust_orders_window"].tolist() == [1, 1, 1, 2, 3]
+    assert f["cust_count_1h"][-1] == 4  # velocity still counts payments
+    r = en.enrich([ret(0, 60, "o1"), ret(1, 61, "o1"), ret(2, 62, "o2"), ret(3, 63, None)])
+    # two lines of o1 are one returned order; a return without an order id stands for its own order
+    assert r["cust_returns_window"].tolist() == [1, 2, 3, 4]
+    assert r["cust_returned_orders_window"].tolist() == [1, 1, 2, 3]
+    assert r["cust_orders_window"].tolist() == [3, 3, 3, 3]
+    assert r["cust_return_rate"].tolist() == pytest.approx([1 / 3, 1 / 3, 2 / 3, 1.0])
+    assert r["applied"].tolist() == [1, 1, 1, 1]
+    # a replayed return changes nothing
+    again = en.enrich([ret(2, 62, "o2")])
+    assert again["applied"].tolist() == [0]
+    # (counted as of its own time: r3, a minute later, is not in its window)
+    assert again["cust_returns_window"][0] == 3 and again["cust_returned_orders_window"][0] == 2
+    # purchases see the returns too
+    nxt = en.enrich([pay(5, 70, order_id="o4")])
+    assert nxt["cust_orders_window"][0] == 4 and nxt["cust_returned_orders_window"][0] == 3
+    assert nxt["cust_return_rate"][0] == pytest.approx(3 / 4)
+    assert nxt["amount_robust_z"][0] == pytest.approx(0.0, abs=2.0) and r["amount_robust_z"].tolist() == [0.0] * 4
+
+
+def test_return_window_forgets_old_orders_and_returns(rds):
+    en = Enricher(rds, "acme", EnrichConfig(return_window_seconds=10 * 86_400))
+    day = 24 * 60
+    en.enrich([pay(0, 0, order_id="o1"), pay(1, 1, order_id="o2"), ret(0, 60, "o1"), ret(1, 61, "o2")])
+    f = en.enrich([pay(2, 9 * day, order_id="o3"), ret(2, 9 * day + 5, "o3"), pay(3, 11 * day, order_id="o4")])
+    assert f["cust_orders_window"].tolist() == [3, 3, 2]  # at day 11, o1 and o2 (day 0) are out
+    assert f["cust_returned_orders_window"].tolist() == [2, 3, 1]
+    assert f["cust_return_rate"][2] == pytest.approx(1 / 2)
+    # state bounded by TTL: the set expires with the window
+    ttl = rds.pttl("pulse:{acme}:rr:c1")
+    assert 0 < ttl <= 10 * 86_400 * 1000
+
+
+def test_return_without_orders_in_the_window_has_rate_zero():
+    from scoring.enrich import return_rate
+
+    assert return_rate(np.array([0, 4, 2, 5]), np.array([1, 2, 3, 0])).tolist() == [0.0, 0.5, 1.0, 0.0]
+
+
+def test_the_payment_of_an_order_is_not_history_for_itself(rds):
+    en = Enricher(rds, "acme")
+    f = en.enrich([{**pay(0, 0, amount=900.0), "type": "order", "status": None, "order_id": "big"},
+                   pay(1, 1, amount=900.0, order_id="big")])
+    # a first purchase: the order and its payment are both judged against the tenant prior alone
+    assert f["cust_history_n"].tolist() == [0, 0]
+    assert f["amount_robust_z"][1] == pytest.approx(f["amount_robust_z"][0])
+    g = en.enrich([pay(2, 5, amount=20.0, order_id="next")])
+    assert g["cust_history_n"][0] == 2  # later purchases see the order and the payment
+
+
+def test_amount_percentile_in_the_shop_table_and_from_the_prior():
+    import math
+
+    from scoring.enrich import amount_percentile, new_customer_quantiles
+
+    table = new_customer_quantiles(np.arange(1, 1001, dtype=float), points=1000)  # 1..1000
+    assert len(table) == 1001 and table[0] == 1.0 and table[-1] == 1000.0
+    p = amount_percentile(np.array([0.5, 1.0, 500.5, 999.0, 1000.0, 5000.0]), table, 0.0, 1.0)
+    assert p.tolist() == pytest.approx([0.0, 0.0, 0.5, 0.998, 1.0, 1.0], abs=1e-3)
+    # ties: a value half the sample shares sits in the middle of its range
+    tied = new_customer_quantiles(np.array([10.0] * 50 + [20.0] * 50), points=100)
+    assert amount_percentile(np.array([10.0]), tied, 0.0, 1.0)[0] == pytest.approx(0.25, abs=0.02)
+    # no table: the log-normal prior's CDF (median exp(m) - 1 is the 50th percentile)
+    prior = amount_percentile(np.array([math.expm1(3.0), math.expm1(3.0 + 2 * 0.5)]), (), 3.0, 0.5)
+    assert prior.tolist() == pytest.approx([0.5, 0.97725], abs=1e-4)
+    assert new_customer_quantiles([]) == ()
+
+
+def test_new_customer_percentile_feature_uses_the_configured_table(rds):
+    table = tuple(float(v) for v in np.linspace(10.0, 110.0, 101))  # quantiles of a uniform 10..110
+    en = Enricher(rds, "acme", EnrichConfig(new_customer_quantiles=table))
+    f = en.enrich([pay(0, 0, amount=60.0), pay(1, 1, amount=500.0, customer_id="c2"),
+                   ret(0, 2, "x", amount=500.0)])
+    assert f["amount_new_customer_percentile"].tolist() == pytest.approx([0.5, 1.0, 0.0])
 
 
 def test_currency_conversion_and_unknown_currency(rds):

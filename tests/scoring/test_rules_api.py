@@ -24,7 +24,7 @@ def test_the_default_rule_set_is_created_on_first_use(tenant_a):
     assert response.status_code == 200
     names = {r["name"] for r in response.json()["results"]}
     assert names == {"velocity_count_1h", "velocity_amount_1h", "new_customer_high_amount", "shared_ip",
-                     "shared_device", "large_amount", "account_takeover"}
+                     "shared_device", "large_amount", "account_takeover", "serial_returner"}
     assert all(r["version"] == 1 for r in response.json()["results"])
 
 
@@ -51,15 +51,49 @@ def test_tenant_default_rules_adapt_amounts_to_the_shop_and_catch_takeovers():
         return {r.name for r, hit in zip(rules.rules, hits, strict=True) if hit}
 
     # 300 from a new customer in a shop where that is an ordinary basket: nothing.
-    assert fired(is_new_customer=1, amount_tenant=300, amount_robust_z=0.8) == set()
+    assert fired(is_new_customer=1, amount_tenant=300, amount_robust_z=0.8, amount_new_customer_percentile=0.9) == set()
     # The same amount far above what this shop usually sees: both amount rules.
-    assert fired(is_new_customer=1, amount_tenant=700, amount_robust_z=2.5) == {"new_customer_high_amount",
-                                                                                 "large_amount"}
+    assert fired(is_new_customer=1, amount_tenant=700, amount_robust_z=2.5,
+                 amount_new_customer_percentile=0.999) == {"new_customer_high_amount", "large_amount"}
+    # Over the brief's 200 and in the top 0.2 % of the shop's new-customer purchases: the new-customer rule.
+    assert fired(is_new_customer=1, amount_tenant=350, amount_new_customer_percentile=0.9985) == {
+        "new_customer_high_amount"}
+    # Top 1 % but not top 0.2 %; or a known customer: not the new-customer rule.
+    assert fired(is_new_customer=1, amount_tenant=350, amount_new_customer_percentile=0.99) == set()
+    assert fired(is_new_customer=0, amount_tenant=350, amount_new_customer_percentile=0.9999) == set()
+    # Top 0.2 % of a shop where that is under the brief's 200: not either.
+    assert fired(is_new_customer=1, amount_tenant=150, amount_new_customer_percentile=0.9999) == set()
     takeover = {"is_new_customer": 0, "new_device": 1, "new_country": 1, "amount_robust_z": 3.5,
                 "amount_tenant": 180}
     assert fired(**takeover) == {"account_takeover"}
     assert fired(**(takeover | {"new_device": 0})) == set()
     assert fired(**(takeover | {"amount_robust_z": 1.0})) == set()
+
+
+def test_serial_returner_rule_fires_on_returns_of_customers_who_return_most_of_what_they_buy():
+    from scoring.config import RuleThresholds
+    from scoring.features import FEATURE_NAMES
+    from scoring.rules import RuleSet
+    from scoring.services import serial_returner_rule
+
+    rules = RuleSet([serial_returner_rule(RuleThresholds())])
+    base = {name: 0 for name in FEATURE_NAMES} | {"event_type": "return", "status": "", "country": "FR",
+                                                   "currency": "EUR", "payment_method": "", "channel": ""}
+
+    def fires(**features):  # type: ignore[no-untyped-def]
+        return bool(rules.evaluate_row(base | features).hits[0, 0])
+
+    assert fires(cust_returned_orders_window=3, cust_orders_window=5, cust_return_rate=0.6)
+    assert fires(cust_returned_orders_window=6, cust_orders_window=6, cust_return_rate=1.0)
+    # A single return, even of the only order (the customer's rate is 1): one decision, not a pattern.
+    assert not fires(cust_returned_orders_window=1, cust_orders_window=1, cust_return_rate=1.0)
+    # Many returns but most orders kept (a loyal customer who sometimes returns).
+    assert not fires(cust_returned_orders_window=4, cust_orders_window=20, cust_return_rate=0.2)
+    # The same history on a payment: the rule is about returns.
+    assert not fires(event_type="payment", cust_returned_orders_window=6, cust_orders_window=6, cust_return_rate=1.0)
+    # Thresholds are tenant configuration.
+    strict = RuleSet([serial_returner_rule(RuleThresholds(serial_return_orders=5, serial_return_rate=0.8))])
+    assert not strict.evaluate_row(base | {"cust_returned_orders_window": 4, "cust_return_rate": 1.0}).hits[0, 0]
 
 
 def test_create_update_delete_are_versioned(tenant_a):
@@ -147,6 +181,20 @@ def test_dry_run_counts_what_a_rule_would_have_flagged(tenant_a):
     from pulse.lib.redis import get_redis
 
     assert not list(get_redis().scan_iter(match="pulse:{dryrun.*"))
+
+
+def test_dry_run_of_the_serial_returner_rule_evaluates_returns(tenant_a):
+    from scoring.config import RuleThresholds
+    from scoring.services import serial_returner_rule
+    from tests.scoring.fraud_helpers import serial_returner
+
+    buys, rets = serial_returner("dry", recent(60))
+    ingest_and_consume(tenant_a.tenant, sorted(buys + rets, key=lambda e: e["timestamp"]))
+    rule = {**serial_returner_rule(RuleThresholds()), "name": "returner_try"}
+    report = tenant_a.client("admin").post("/api/v1/rules/dry-run", {"rule": rule, "days": 3}, format="json").json()
+    # 5 orders + 5 payments + 5 returns; the returns of the 3rd and 4th returned orders
+    assert (report["evaluated"], report["flagged"]) == (15, 2)
+    assert {s["event_id"] for s in report["sample"]} == {"dry-ret2-0", "dry-ret3-0"}
 
 
 @pytest.mark.parametrize(("body", "field"), [

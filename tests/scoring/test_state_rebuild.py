@@ -65,3 +65,21 @@ def test_the_command_rebuilds_and_a_consumer_after_a_flush_sees_the_history(tena
     anomaly = Anomaly.objects.get(event_ids=[nine["event_id"]])
     velocity = next(r for r in anomaly.reasons if r["detector"] == "rule:velocity_count_1h")
     assert velocity["value"] == 9
+
+
+def test_return_rate_after_a_flush_is_rebuilt_from_postgresql(tenant_a, redis_client):
+    from tests.scoring.fraud_helpers import purchase, returned, serial_returner
+
+    buys, rets = serial_returner("rr", recent(60))
+    ingest_and_consume(tenant_a.tenant, sorted(buys, key=lambda e: e["timestamp"]))
+    ingest_and_consume(tenant_a.tenant, rets[:3])  # returned orders: 1, 1, 2 of 5
+    later = [returned("rr", 3, 0, recent(1), customer="rr-cust")] + purchase("rr", 9, recent(1), customer="rr-cust")
+    before = _frame(tenant_a.tenant, later)
+    assert before["cust_returned_orders_window"].tolist() == [3, 3, 3]
+    assert before["cust_orders_window"].tolist() == [5, 6, 6]
+    assert before["cust_returns_window"].tolist() == [4, 4, 4]
+    redis_client.flushdb()  # Redis lost everything
+    after = _frame(tenant_a.tenant, later)  # rebuilt from the stored orders, payments and returns first
+    for name in ("cust_orders_window", "cust_returned_orders_window", "cust_returns_window", "cust_return_rate",
+                 "cust_history_n", "amount_robust_z"):
+        np.testing.assert_array_equal(before[name], after[name], err_msg=name)
