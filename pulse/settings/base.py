@@ -171,6 +171,9 @@ PULSE_BATCH_CONSUMERS: list[str] = [
 # A batch still unprocessed after this many seconds is handed over again (its worker died).
 PULSE_BATCH_SWEEP_AFTER_SECONDS = env_int("PULSE_BATCH_SWEEP_AFTER_SECONDS", 60)
 PULSE_BATCH_MAX_ATTEMPTS = env_int("PULSE_BATCH_MAX_ATTEMPTS", 5)
+# A worker takes the batches waiting behind the one it was handed, up to this many events, in one
+# consumer run (ingestion.tasks._group_more): a backlog is worked off in larger, cheaper runs.
+PULSE_BATCH_GROUP_MAX_EVENTS = env_int("PULSE_BATCH_GROUP_MAX_EVENTS", 10_000)
 # The fraud-check answers first and then hands its batch over and feeds calibration, on a background
 # thread (pulse.lib.background): ~2 ms less per answer. Off in the tests, which expect both at once.
 PULSE_DEFER_AFTER_RESPONSE = env_bool("PULSE_DEFER_AFTER_RESPONSE", True)

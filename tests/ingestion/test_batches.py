@@ -14,8 +14,12 @@ CALLS: list[tuple[str, int, int]] = []
 FAIL_ONCE: set[str] = set()
 
 
+SEEN: list[list[str]] = []
+
+
 def consumer_one(*, batch: Any, events: list[dict[str, Any]]) -> None:
     CALLS.append(("one", batch.pk, len(events)))
+    SEEN.append([e["event_id"] for e in events])
 
 
 def consumer_two(*, batch: Any, events: list[dict[str, Any]]) -> None:
@@ -28,14 +32,15 @@ def consumer_two(*, batch: Any, events: list[dict[str, Any]]) -> None:
 @pytest.fixture
 def consumers(settings):  # type: ignore[no-untyped-def]
     CALLS.clear()
+    SEEN.clear()
     FAIL_ONCE.clear()
     settings.PULSE_BATCH_CONSUMERS = [f"{__name__}.consumer_one", f"{__name__}.consumer_two"]
     settings.PULSE_BATCH_SWEEP_AFTER_SECONDS = 0
     return settings
 
 
-def _events(n: int, prefix: str) -> list[dict[str, Any]]:
-    return [{"event_id": f"{prefix}{i}", "type": "payment", "timestamp": f"2026-11-20T10:{i % 60:02d}:00Z",
+def _events(n: int, prefix: str, minute: int = 0) -> list[dict[str, Any]]:
+    return [{"event_id": f"{prefix}{i}", "type": "payment", "timestamp": f"2026-11-20T10:{(minute + i) % 60:02d}:00Z",
              "amount": "10", "customer_id": "c1"} for i in range(n)]
 
 
@@ -111,3 +116,38 @@ def test_real_worker_processes_a_committed_batch(celery_worker_process, tenant_w
             cursor.execute("DELETE FROM events WHERE batch_id = %s", [result.batch_id])
             cursor.execute("DELETE FROM ingestion_eventkey WHERE batch_id = %s", [result.batch_id])
             cursor.execute("DELETE FROM ingestion_eventbatch WHERE id = %s", [result.batch_id])
+
+
+def test_batches_waiting_behind_are_consumed_with_it_in_stream_order(tenant_a, consumers) -> None:  # type: ignore[no-untyped-def]
+    consumers.PULSE_BATCH_GROUP_MAX_EVENTS = 9
+    first = events_ingest(tenant=tenant_a.tenant, raw_events=_events(3, "g1-", minute=20), source="api").batch_id
+    second = events_ingest(tenant=tenant_a.tenant, raw_events=_events(3, "g2-", minute=10), source="upload").batch_id
+    paid = events_ingest(tenant=tenant_a.tenant, raw_events=_events(1, "fc-"), source="fraud_check").batch_id
+    third = events_ingest(tenant=tenant_a.tenant, raw_events=_events(3, "g3-", minute=30), source="api").batch_id
+    too_big = events_ingest(tenant=tenant_a.tenant, raw_events=_events(4, "g4-", minute=40), source="api").batch_id
+
+    assert batch_run(first) == "done"
+    # One run for the first three ordinary batches (9 events, the cap); the fraud-check batch (already
+    # scored) and the batch that would pass the cap wait for their own runs.
+    assert CALLS == [("one", first, 9), ("two", first, 9)]
+    assert SEEN[0] == [f"g2-{i}" for i in range(3)] + [f"g1-{i}" for i in range(3)] + [f"g3-{i}" for i in range(3)]
+    status = dict(EventBatch.objects.filter(pk__in=[first, second, third, paid, too_big]).values_list("pk", "status"))
+    assert status == {first: "done", second: "done", third: "done", paid: "pending", too_big: "pending"}
+    assert EventBatch.objects.get(pk=third).consumers_done == consumers.PULSE_BATCH_CONSUMERS
+    # Their own tasks, when they come, find nothing left to do.
+    assert batch_run(second) == "done" and len(CALLS) == 2
+    assert batch_run(paid) == "done" and CALLS[-1] == ("two", paid, 1)
+
+
+def test_a_failed_group_leaves_every_batch_of_it_to_retry(tenant_a, consumers) -> None:  # type: ignore[no-untyped-def]
+    FAIL_ONCE.add("two")
+    first = events_ingest(tenant=tenant_a.tenant, raw_events=_events(2, "f1-"), source="api").batch_id
+    second = events_ingest(tenant=tenant_a.tenant, raw_events=_events(2, "f2-", minute=5), source="api").batch_id
+    assert batch_run(first) == "pending"
+    for pk in (first, second):
+        batch = EventBatch.objects.get(pk=pk)
+        assert (batch.status, batch.consumers_done) == ("pending", [f"{__name__}.consumer_one"])
+        assert "worker died" in batch.last_error
+    # Resumed one by one (only untouched batches group): "one" never runs twice for an event.
+    assert batch_run(first) == "done" and batch_run(second) == "done"
+    assert [c[0] for c in CALLS] == ["one", "two", "two"]
