@@ -91,25 +91,40 @@ def bucket_starts(moments: pd.Series, granularity: str, tz: str) -> pd.Series:
 
 
 def bucket_rows(measures: pd.DataFrame, *, tz: str, minute_dimensions: Iterable[str]) -> list[tuple[Any, ...]]:
-    """Aggregate measures into (granularity, bucket_start, dimension, value, *MEASURES) rows."""
+    """Aggregate measures into (granularity, bucket_start, dimension, value, *MEASURES) rows.
+
+    NumPy sums over factorized keys rather than one pandas groupby per granularity and dimension:
+    the fifteen groupbys cost ~2 ms each whatever the batch size, which dominated small batches."""
     if measures.empty:
         return []
     minute_dims = set(minute_dimensions)
+    matrix = np.column_stack([measures[m].to_numpy(dtype=np.float64) for m in MEASURES])
+    is_int = [measures[m].dtype.kind in "iub" for m in MEASURES]
+    dims = {dim: pd.factorize(measures[dim].to_numpy()) for dim in DIMENSIONS}
     rows: list[tuple[Any, ...]] = []
     for granularity in GRANULARITIES:
-        frame = measures.assign(bucket=bucket_starts(measures["occurred_at"], granularity, tz))
+        b_codes, b_uniques = pd.factorize(bucket_starts(measures["occurred_at"], granularity, tz))
+        starts = [ts.to_pydatetime() for ts in b_uniques]
         for dim in ("total", *DIMENSIONS):
             if granularity == "minute" and dim not in minute_dims:
                 continue
-            keys = ["bucket"] if dim == "total" else ["bucket", dim]
-            part = frame if dim == "total" else frame[frame[dim] != ""]
-            if part.empty:
-                continue
-            grouped = part.groupby(keys, sort=True)[list(MEASURES)].sum().reset_index()
-            values = [""] * len(grouped) if dim == "total" else grouped[dim].tolist()
-            for bucket, value, *numbers in zip(grouped["bucket"], values,
-                                               *(grouped[m].tolist() for m in MEASURES), strict=True):
-                rows.append((granularity, bucket.to_pydatetime(), dim, value, *numbers))
+            if dim == "total":
+                keys, labels, part = b_codes.astype(np.int64), [""], matrix
+            else:
+                d_codes, d_uniques = dims[dim]
+                keep = np.asarray(d_uniques, dtype=object)[d_codes] != ""
+                if not keep.any():
+                    continue
+                labels = list(d_uniques)
+                keys = b_codes[keep].astype(np.int64) * len(labels) + d_codes[keep]
+                part = matrix[keep]
+            groups, inverse = np.unique(keys, return_inverse=True)
+            sums = np.column_stack([np.bincount(inverse, weights=part[:, j], minlength=len(groups))
+                                    for j in range(len(MEASURES))])
+            for key, numbers in zip(groups.tolist(), sums.tolist(), strict=True):
+                b, d = divmod(key, len(labels))
+                rows.append((granularity, starts[b], dim, labels[d],
+                             *(int(round(v)) if whole else v for v, whole in zip(numbers, is_int, strict=True))))
     # A fixed order makes concurrent batches lock rows in the same order: no deadlocks.
     rows.sort(key=lambda r: (r[0], r[2], r[3], r[1]))
     return rows
