@@ -256,8 +256,10 @@ class RuleDryRunView(APIView):
 
 
 class FraudCheckView(APIView):
-    """One payment in, {risk_score, decision, reasons, detectors} out; the payment is stored as an
-    event. `Server-Timing` reports the time spent in the view (auth included) and in scoring."""
+    """One payment in, {risk_score, decision, reasons, detectors, related_event_ids} out (related: the
+    earlier payments of the customer, IP or device that the flagging signal counted, when flagged);
+    the payment is stored as an event. `Server-Timing` reports the time spent in the view (auth
+    included) and in scoring."""
 
     required_scopes = {"POST": "ingest"}
 

@@ -131,8 +131,7 @@ class EngineKey:
     config: str
 
 
-def _rule_subject(condition: Any) -> str:
-    """'ip' or 'device' when a rule is about the IP or device (its anomaly's entity), else 'customer'."""
+def _rule_features(condition: Any) -> list[str]:
     features: list[str] = []
 
     def walk(node: Any) -> None:
@@ -146,10 +145,42 @@ def _rule_subject(condition: Any) -> str:
                 walk(node["not"])
 
     walk(condition)
+    return features
+
+
+def _rule_subject(condition: Any) -> str:
+    """'ip' or 'device' when a rule is about the IP or device (its anomaly's entity), else 'customer'."""
+    features = _rule_features(condition)
     for subject in ("ip", "device"):
         if any(f.startswith(f"{subject}_") for f in features):
             return subject
     return "customer"
+
+
+_SUBJECT_PREFIXES = (("customer", "cust_"), ("ip", "ip_"), ("device", "device_"))
+_RETURN_WINDOW_FEATURES = frozenset({"cust_orders_window", "cust_returned_orders_window", "cust_returns_window",
+                                     "cust_return_rate"})
+
+
+def _rule_windows(condition: Any, enrich: EnrichConfig) -> dict[str, int]:
+    """{subject: seconds}: the longest window over which the rule's features look at one customer, IP
+    or device (velocity and distinct counts: 1 h / 24 h; returns: the return window). A rule without
+    such a feature (an amount, a new device, a failure streak) gives {}: it says nothing about the
+    entity's other events."""
+    out: dict[str, int] = {}
+    for feature in _rule_features(condition):
+        if feature in _RETURN_WINDOW_FEATURES:
+            seconds = enrich.return_window_seconds
+        elif feature.endswith("_1h"):
+            seconds = enrich.short_window_seconds
+        elif feature.endswith("_24h"):
+            seconds = enrich.long_window_seconds
+        else:
+            continue
+        for subject, prefix in _SUBJECT_PREFIXES:
+            if feature.startswith(prefix):
+                out[subject] = max(out.get(subject, 0), seconds)
+    return out
 
 
 @dataclass
@@ -162,6 +193,7 @@ class TenantScorer:
     config: ScoringConfig
     currency: str
     rule_subjects: dict[str, str]
+    rule_windows: dict[str, dict[str, int]] = field(default_factory=dict)  # rule -> {subject: seconds}
     _enrichers: dict[int, Enricher] = field(default_factory=dict)
 
     @property
@@ -260,9 +292,10 @@ def scorer_assemble(*, tenant: Any, key: EngineKey, config: ScoringConfig, model
         else:
             calibrators[det.name] = model.calibrators[det.name]  # global default until enough data
     engine = ScoringEngine(model.detectors, calibrators, RuleSet(rules), consensus_config_for(config))
-    return TenantScorer(key=key, engine=engine, config=config,
-                        enrich_config=enrich_config_for(tenant, config, prior, new_customer_quantiles),
-                        currency=tenant.currency, rule_subjects={r["name"]: _rule_subject(r["condition"]) for r in rules})
+    enrich_config = enrich_config_for(tenant, config, prior, new_customer_quantiles)
+    return TenantScorer(key=key, engine=engine, config=config, enrich_config=enrich_config, currency=tenant.currency,
+                        rule_subjects={r["name"]: _rule_subject(r["condition"]) for r in rules},
+                        rule_windows={r["name"]: _rule_windows(r["condition"], enrich_config) for r in rules})
 
 
 def engines_clear() -> None:
@@ -349,6 +382,7 @@ class ScoredTransactions:
     frame: FeatureFrame
     result: ConsensusResult
     scorer: TenantScorer
+    client: redis_lib.Redis | None = None  # the Redis holding the state these were scored against
 
     def body(self, i: int) -> dict[str, Any]:
         """The fraud-check answer of row i."""
@@ -362,7 +396,7 @@ def score_transactions(*, tenant: Any, events: Sequence[Mapping[str, Any]], clie
     The one implementation behind the batch consumer, the fraud-check and the accuracy bench."""
     client, scorer, tx = _scoring_start(tenant=tenant, events=events, client=client, scorer=scorer,
                                         exclude_batch_id=exclude_batch_id, wait_seconds=wait_seconds)
-    return _scored(tx, scorer.enricher(client).enrich(transaction_inputs(tx)), scorer)
+    return _scored(tx, scorer.enricher(client).enrich(transaction_inputs(tx)), scorer, client)
 
 
 def score_transactions_chunks(*, tenant: Any, events: Sequence[Mapping[str, Any]], chunk_size: int,
@@ -379,7 +413,7 @@ def score_transactions_chunks(*, tenant: Any, events: Sequence[Mapping[str, Any]
     enricher = scorer.enricher(client)
     parts = [tx[i:i + chunk_size] for i in range(0, len(tx), max(1, chunk_size))]
     if len(parts) <= 1:
-        yield _scored(tx, enricher.enrich(transaction_inputs(tx)), scorer)
+        yield _scored(tx, enricher.enrich(transaction_inputs(tx)), scorer, client)
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulse-enrich") as pool:
         pending = pool.submit(enricher.enrich, transaction_inputs(parts[0]))
@@ -387,7 +421,7 @@ def score_transactions_chunks(*, tenant: Any, events: Sequence[Mapping[str, Any]
             frame = pending.result()
             if k + 1 < len(parts):
                 pending = pool.submit(enricher.enrich, transaction_inputs(parts[k + 1]))
-            yield _scored(part, frame, scorer)
+            yield _scored(part, frame, scorer, client)
 
 
 def _scoring_start(*, tenant: Any, events: Sequence[Mapping[str, Any]], client: redis_lib.Redis | None,
@@ -403,11 +437,12 @@ def _scoring_start(*, tenant: Any, events: Sequence[Mapping[str, Any]], client: 
     return client, scorer, tx
 
 
-def _scored(tx: list[Mapping[str, Any]], frame: FeatureFrame, scorer: TenantScorer) -> ScoredTransactions:
+def _scored(tx: list[Mapping[str, Any]], frame: FeatureFrame, scorer: TenantScorer,
+            client: redis_lib.Redis | None = None) -> ScoredTransactions:
     # Context outside the feature contract that a tenant's supervised model may use (a compromised
     # store is only learnable from it).
     frame["store_id"] = np.array([e.get("store_id") or "" for e in tx], dtype=object)
-    return ScoredTransactions(tx, frame, scorer.engine.score(frame), scorer)
+    return ScoredTransactions(tx, frame, scorer.engine.score(frame), scorer, client)
 
 
 class StateNotReady(RuntimeError):
@@ -423,12 +458,16 @@ def anomalies_build(scored: ScoredTransactions, *, tenant: Any, rows: Sequence[i
     codes = [wanted[d] for d in scorer.config.anomaly_decisions]
     idx = np.flatnonzero(np.isin(result.decision_code, codes)) if rows is None else np.asarray(rows, dtype=int)
     out = []
+    links: list[tuple[int, int, str, str, int]] = []  # (row, anomaly index, entity type, entity, window seconds)
     for i in idx.tolist():
         if result.decision_code[i] not in codes:
             continue
         event = scored.events[i]
         reasons = result.reasons(i)
         entity_type, entity = _entity(event, reasons, scorer.rule_subjects)
+        window = _link_window(reasons, entity_type, scorer.rule_windows)
+        if window > 0 and event.get(_ENTITY_COLUMNS[entity_type]):
+            links.append((i, len(out), entity_type, str(event[_ENTITY_COLUMNS[entity_type]]), window))
         dims = {k: str(event[c]) for k, c in (("channel", "channel"), ("store", "store_id"), ("country", "country"),
                                                ("type", "type")) if event.get(c)}
         dims["entity_type"] = entity_type
@@ -441,7 +480,79 @@ def anomalies_build(scored: ScoredTransactions, *, tenant: Any, rows: Sequence[i
             observed=amount, dimensions=dims, reasons=reasons, detectors=result.detectors(i),
             impact={"amount_at_risk": round(amount, 2), "currency": scorer.currency},
         ))
+    if links:
+        _link_related(scored, tenant, [(i, out[a], t, e, w) for i, a, t, e, w in links])
     return out
+
+
+# An anomaly about a customer, IP or device raised by a windowed signal lists the entity's earlier
+# events of that window: an analyst told "IP x: 4 customers in 24 h" wants every payment of the
+# ring (to refund, block, dispute), not only the one that tipped the rule. At most this many ids.
+LINK_CAP = 50
+_ENTITY_COLUMNS = {"customer": "customer_id", "ip": "ip", "device": "device_id"}
+_VELOCITY_KEY = {"customer": "c", "ip": "i", "device": "d"}  # the velocity sets of state.lua
+
+
+def _link_window(reasons: list[dict[str, Any]], entity_type: str, windows: Mapping[str, Mapping[str, int]]) -> int:
+    """Seconds back to link: the longest window of the fired rules that look at this entity (0: none)."""
+    seconds = 0
+    for reason in reasons:
+        detector = str(reason.get("detector", ""))
+        if detector.startswith("rule:"):
+            seconds = max(seconds, windows.get(detector[5:], {}).get(entity_type, 0))
+    return seconds
+
+
+def _link_related(scored: ScoredTransactions, tenant: Any,
+                  links: Sequence[tuple[int, Any, str, str, int]]) -> None:
+    """Append to each anomaly's event_ids (the triggering event stays first) the entity's earlier
+    events of the same type within the window, newest first, up to LINK_CAP ids in all.
+
+    Read from the enrichment state, one pipeline for the whole batch: the per-type velocity sets
+    ('e<cents>:<eid>' scored by time, kept 24 h) for payments and orders, the customer's
+    purchases/returns set ('x<eid>' per return, kept for the return window) for returns. That state
+    is complete even after a Redis loss (`state_ensure` rebuilds it from PostgreSQL before scoring)
+    and costs no index on the events table. Events later in the batch (already applied) are left out.
+    Limits: a purchase is linked over at most the long window (what the velocity sets keep); a set is
+    pruned by later events, so a batch spanning many hours (a backfill) may miss a few early ids."""
+    from pulse.lib.redis import get_redis
+
+    client = scored.client or get_redis()
+    prefix = tenant_prefix(tenant_key(tenant))
+    cfg = scored.scorer.enrich_config
+    ts = scored.frame["ts_ms"]
+    pipe = client.pipeline(transaction=False)
+    wanted: list[tuple[Any, str, int]] = []
+    for i, anomaly, entity_type, entity, window in links:
+        code = TRANSACTION_TYPES.get(str(scored.events[i].get("type")), "")
+        if code == "R":
+            if entity_type != "customer":
+                continue  # returns feed only the customer's set
+            key, tag, seconds, limit = f"{prefix}rr:{entity}", "x", min(window, cfg.return_window_seconds), cfg.return_cap
+        elif code:
+            key, tag, seconds = f"{prefix}v{code}:{_VELOCITY_KEY[entity_type]}:{entity}", "e", min(
+                window, cfg.long_window_seconds)
+            limit = LINK_CAP + 1
+        else:
+            continue
+        hi = int(ts[i])
+        pipe.zrange(key, hi, f"({hi - seconds * 1000}", desc=True, byscore=True, offset=0, num=limit)
+        wanted.append((anomaly, tag, i))
+    if not wanted:
+        return
+    position = {str(e.get("event_id")): k for k, e in enumerate(scored.events)}
+    for (anomaly, tag, i), members in zip(wanted, pipe.execute(), strict=True):
+        ids = anomaly.event_ids
+        for raw in members:
+            member = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if not member.startswith(tag):
+                continue
+            eid = member.partition(":")[2] if tag == "e" else member[1:]
+            if eid in ids or position.get(eid, -1) > i:
+                continue
+            ids.append(eid)
+            if len(ids) >= LINK_CAP:
+                break
 
 
 def _entity(event: Mapping[str, Any], reasons: list[dict[str, Any]], subjects: Mapping[str, str]) -> tuple[str, str]:

@@ -348,7 +348,9 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
         scored = score_transactions(tenant=tenant, events=events, exclude_batch_id=batch.pk, wait_seconds=5.0)
         holder["score_ms"] = (time.perf_counter() - t0) * 1e3
         holder["scored"] = scored
-        anomalies_record(anomalies=anomalies_build(scored, tenant=tenant))
+        anomalies = anomalies_build(scored, tenant=tenant)
+        holder["related"] = anomalies[0].event_ids[1:] if anomalies else []
+        anomalies_record(anomalies=anomalies)
         scored_events_record(scored=scored)
 
     result = events_ingest(tenant=tenant, raw_events=[payload], source="fraud_check", before_commit=score_inside,
@@ -366,10 +368,14 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
         t0 = time.perf_counter()
         scored = score_transactions(tenant=tenant, events=stored, wait_seconds=5.0)
         holder["score_ms"] = (time.perf_counter() - t0) * 1e3
+        anomalies = anomalies_build(scored, tenant=tenant)  # not recorded again: only for related_event_ids
+        holder["related"] = anomalies[0].event_ids[1:] if anomalies else []
         outcome.duplicate = True
     else:
         after_response(reservoir_push, scored, get_redis(), tenant=tenant)
-    outcome.body = {**scored.body(0), "event_id": scored.events[0]["event_id"]}
+    # The payer's (or its IP's, device's) earlier payments that the flagging signal looked at.
+    outcome.body = {**scored.body(0), "event_id": scored.events[0]["event_id"],
+                    "related_event_ids": holder.get("related", [])}
     if outcome.duplicate:
         outcome.body["duplicate"] = True
     total = (time.perf_counter() - started) * 1e3

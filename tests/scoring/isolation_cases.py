@@ -62,7 +62,7 @@ def _b_state_untouched(b: Any, ctx: dict[str, Any]) -> None:
     from scoring.models import Anomaly
 
     assert not Event.objects.filter(event_id=f"a-check-{RUN}").exists()
-    assert not Anomaly.objects.filter(event_ids=[f"a-check-{RUN}"]).exists()
+    assert not Anomaly.objects.filter(event_ids__0=f"a-check-{RUN}").exists()
 
 
 ISOLATION_CASES = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def test_consumer_flags_a_card_testing_burst_and_not_normal_payments(tenant_a):
     assert not flagged & {e["event_id"] for e in normal}
     # From the 6th attempt in the hour on, the velocity rule fires on every one of them.
     assert set(burst_ids[5:]) <= flagged
-    anomaly = Anomaly.objects.get(event_ids=[burst_ids[-1]])
+    anomaly = Anomaly.objects.get(event_ids__0=burst_ids[-1])
     assert anomaly.decision in ("REVIEW", "BLOCK") and anomaly.entity == "ct-tester"
     assert anomaly.impact == {"amount_at_risk": float(burst[-1]["amount"]), "currency": "USD"}
     assert anomaly.dimensions["channel"] == "web" and anomaly.dimensions["country"] == "FR"
@@ -42,7 +43,7 @@ def test_ip_rule_makes_the_ip_the_entity(tenant_a):
     ring = [payment(f"ring{i}", start + timedelta(minutes=9 * i), customer=f"ring-c{i}", amount=40, ip="198.51.100.7",
                     device=f"ring-d{i}", card=f"ring-card{i}") for i in range(4)]
     ingest_and_consume(tenant_a.tenant, ring)
-    anomaly = Anomaly.objects.get(event_ids=["ring2"])
+    anomaly = Anomaly.objects.get(event_ids__0="ring2")
     assert anomaly.reasons[0]["detector"] == "rule:shared_ip"
     assert (anomaly.entity, anomaly.dimensions["entity_type"]) == ("198.51.100.7", "ip")
 
@@ -64,13 +65,13 @@ def test_async_and_sync_paths_give_the_same_score(tenant_a):
     assert response.status_code == 200, response.content
     body = response.json()
     ingest_and_consume(tenant_a.tenant, async_side)
-    anomaly = Anomaly.objects.get(event_ids=[async_side[-1]["event_id"]])
+    anomaly = Anomaly.objects.get(event_ids__0=async_side[-1]["event_id"])
     assert body["decision"] != "ALLOW"
     assert body["risk_score"] == anomaly.score
     assert body["detectors"] == anomaly.detectors
     assert [r["detector"] for r in body["reasons"]] == [r["detector"] for r in anomaly.reasons]
     # ...and the fraud-check recorded its own anomaly, once.
-    assert Anomaly.objects.get(event_ids=[sync_side[-1]["event_id"]]).score == body["risk_score"]
+    assert Anomaly.objects.get(event_ids__0=sync_side[-1]["event_id"]).score == body["risk_score"]
 
 
 def test_fraud_check_payment_is_stored_scored_once_and_not_rescored_by_the_consumer(tenant_a, redis_client):
@@ -82,14 +83,17 @@ def test_fraud_check_payment_is_stored_scored_once_and_not_rescored_by_the_consu
     for i in range(6):
         event = payment(f"fc{i}", start + timedelta(minutes=i), customer="fc-cust", amount=30, ip="192.0.2.50",
                         device="fc-dev", card=f"fc-card{i}")
-        assert tenant_a.client("ingest").post("/api/v1/fraud-check", event, format="json").status_code == 200
-    flagged = Anomaly.objects.get(event_ids=["fc5"])  # the 6th payment in the hour
+        response = tenant_a.client("ingest").post("/api/v1/fraud-check", event, format="json")
+        assert response.status_code == 200
+        assert response.json()["related_event_ids"] == ([f"fc{j}" for j in range(i - 1, -1, -1)] if i == 5 else [])
+    flagged = Anomaly.objects.get(event_ids__0="fc5")  # the 6th payment in the hour
+    assert flagged.event_ids == ["fc5", "fc4", "fc3", "fc2", "fc1", "fc0"]
     batches = list(EventBatch.objects.filter(source="fraud_check").values_list("pk", flat=True))
     assert len(batches) == 6
     for batch_id in batches:  # what the worker does after commit
         assert batch_run(batch_id) == "done"
-    assert Anomaly.objects.filter(event_ids=["fc5"]).count() == 1
-    assert Anomaly.objects.get(event_ids=["fc5"]).pk == flagged.pk
+    assert Anomaly.objects.filter(event_ids__0="fc5").count() == 1
+    assert Anomaly.objects.get(event_ids__0="fc5").pk == flagged.pk
     # The enrichment recognises the re-applied id and leaves the velocity state alone.
     enricher = scorer_for(tenant_a.tenant).enricher(redis_client)
     again = enricher.enrich(transaction_inputs([{**event, "occurred_at": start + timedelta(minutes=5)}]))
@@ -118,7 +122,7 @@ def test_fraud_check_clear_decisions(tenant_a, name, event, decision, rule):
     if decision != "ALLOW":
         assert any(r["detector"] == f"rule:{rule}" for r in out["reasons"])
         assert all({"detector", "text", "value", "threshold"} <= set(r) for r in out["reasons"])
-    assert Anomaly.objects.filter(event_ids=[body["event_id"]]).exists() == (decision != "ALLOW")
+    assert Anomaly.objects.filter(event_ids__0=body["event_id"]).exists() == (decision != "ALLOW")
 
 
 def test_fraud_check_stores_the_payment_and_answers_a_repeat_without_a_second_anomaly(tenant_a):
@@ -129,7 +133,7 @@ def test_fraud_check_stores_the_payment_and_answers_a_repeat_without_a_second_an
     second = tenant_a.client("ingest").post("/api/v1/fraud-check", body, format="json").json()
     assert Event.objects.filter(event_id="rep-1", type="payment").count() == 1
     assert second["duplicate"] is True and second["decision"] == first["decision"]
-    assert Anomaly.objects.filter(event_ids=["rep-1"]).count() == 1
+    assert Anomaly.objects.filter(event_ids__0="rep-1").count() == 1
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -207,12 +211,127 @@ def test_consumer_flags_returns_of_a_serial_returner_and_not_an_ordinary_return(
     ingest_and_consume(tenant_a.tenant, sorted(rets + ordinary[-1:], key=lambda e: e["timestamp"]))
 
     returns = Anomaly.objects.filter(kind="transaction", dimensions__type="return")
-    flagged = {eid for a in returns for eid in a.event_ids}
+    flagged = {a.event_ids[0] for a in returns}
     # returned orders 1, 1, 2, 3, 4 of 5: the rule needs 3 returned orders and half of them returned
     assert flagged == {"sr-ret2-0", "sr-ret3-0"}
-    anomaly = returns.get(event_ids=["sr-ret3-0"])
+    anomaly = returns.get(event_ids__0="sr-ret3-0")
+    # The anomaly lists the customer's earlier returns of the return window (not the purchases).
+    assert anomaly.event_ids == ["sr-ret3-0", "sr-ret2-0", "sr-ret1-0", "sr-ret0-1", "sr-ret0-0"]
     assert (anomaly.entity, anomaly.dimensions["entity_type"]) == ("sr-cust", "customer")
     reason = next(r for r in anomaly.reasons if r["detector"] == "rule:serial_returner")
     assert (reason["value"], reason["threshold"]) == (4, 3)
     assert "returned orders" in reason["text"] and anomaly.decision == "REVIEW"
     assert not Anomaly.objects.filter(event_ids__overlap=[e["event_id"] for e in ordinary]).exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# an anomaly about a customer/IP/device lists the entity's earlier events of the signal's window
+
+
+def test_an_ip_ring_anomaly_lists_the_rings_earlier_payments_of_the_24h_window_only(tenant_a):
+    start = recent(5)
+    ip = "198.51.100.20"
+    before = payment("lr-old", start - timedelta(hours=26), customer="lr-old-c", amount=40, ip=ip, device="lr-old-d")
+    # ids lr1..lr5: none ends in a byte that makes state.lua prune the set (see there), so only the
+    # window keeps lr-old out.
+    ring = [payment(f"lr{i}", start + timedelta(minutes=9 * i), customer=f"lr-c{i}", amount=40, ip=ip,
+                    device=f"lr-d{i}", card=f"lr-card{i}") for i in range(1, 6)]
+    elsewhere = payment("lr-other-ip", start + timedelta(minutes=20), customer="lr-c2", amount=40,
+                        ip="198.51.100.21", device="lr-d1")
+    ingest_and_consume(tenant_a.tenant, [before])
+    ingest_and_consume(tenant_a.tenant, sorted([*ring, elsewhere], key=lambda e: e["timestamp"]))
+
+    third = Anomaly.objects.get(event_ids__0="lr3")  # the 3rd customer on the IP in 24 h
+    assert (third.entity, third.dimensions["entity_type"]) == (ip, "ip")
+    # Earlier ones only (lr4 and lr5 came later in the same batch), newest first, the trigger first.
+    assert third.event_ids == ["lr3", "lr2", "lr1"]
+    assert Anomaly.objects.get(event_ids__0="lr5").event_ids == ["lr5", "lr4", "lr3", "lr2", "lr1"]
+    # Outside the 24 h window, or on another IP: never linked.
+    assert not Anomaly.objects.filter(event_ids__overlap=["lr-old", "lr-other-ip"]).exists()
+
+
+def test_linked_ids_keep_to_the_velocity_window_and_are_capped(tenant_a):
+    from scoring.pipeline import LINK_CAP
+
+    start = recent(4)
+    earlier = payment("cap-early", start - timedelta(hours=3), customer="cap-tester", amount=2, ip="203.0.113.9",
+                      device="cap-ctdev", card="cap-card-x")
+    burst = card_testing("cap", LINK_CAP + 10, start)  # one customer, 40 s apart: all within the hour
+    ingest_and_consume(tenant_a.tenant, [earlier, *burst])
+    ids = [e["event_id"] for e in burst]
+
+    sixth = Anomaly.objects.get(event_ids__0=ids[5])  # 6th payment in the hour: velocity per hour fires
+    assert sixth.entity == "cap-tester"
+    assert sixth.event_ids == ids[5::-1]  # the hour's earlier attempts, not the one 3 h before
+    last = Anomaly.objects.get(event_ids__0=ids[-1])
+    assert last.event_ids == ids[::-1][:LINK_CAP]
+    assert not Anomaly.objects.filter(event_ids__overlap=["cap-early"]).exists()
+
+
+def test_a_flag_without_an_entity_window_links_nothing(tenant_a):
+    """A large amount says nothing about the customer's other payments: the anomaly lists its own."""
+    start = recent(3)
+    events = [payment(f"big{i}", start + timedelta(minutes=i), customer="big-c", amount=30, ip="192.0.2.77",
+                      device="big-d") for i in range(3)]
+    events.append(payment("big-last", start + timedelta(minutes=5), customer="big-c", amount=800, ip="192.0.2.77",
+                          device="big-d"))
+    ingest_and_consume(tenant_a.tenant, events)
+    anomaly = Anomaly.objects.get(event_ids__0="big-last")
+    assert all(not r["detector"].startswith(("rule:velocity", "rule:shared")) for r in anomaly.reasons)
+    assert anomaly.event_ids == ["big-last"]
+
+
+def test_linking_a_batch_costs_no_query_and_one_redis_round_trip(tenant_a, redis_client, monkeypatch,
+                                                                  django_assert_max_num_queries):
+    from ingestion.schemas import validate_batch
+    from scoring.pipeline import anomalies_build, score_transactions
+
+    start = recent(6)
+    raw = card_testing("qa", 30, start) + card_testing("qb", 30, start + timedelta(hours=2))
+    raw += [payment(f"qr{i}", start + timedelta(minutes=3 * i), customer=f"qr-c{i}", amount=40, ip="198.51.100.99",
+                    device=f"qr-d{i}") for i in range(20)]
+    events = [e for _, e in validate_batch(sorted(raw, key=lambda e: e["timestamp"]), tenant_tz="UTC",
+                                           tenant_currency="USD", now=recent(0)).valid]
+    scored = score_transactions(tenant=tenant_a.tenant, events=events, client=redis_client)
+
+    round_trips: list[Any] = []
+    real_pipeline, real_command = redis_client.pipeline, redis_client.execute_command
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        def execute(*a: Any, **k: Any) -> Any:
+            round_trips.append(("pipeline", len(pipe.command_stack)))
+            return real_execute(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+    def command(*args: Any, **kwargs: Any) -> Any:
+        round_trips.append(args[0])
+        return real_command(*args, **kwargs)
+
+    monkeypatch.setattr(redis_client, "pipeline", pipeline)
+    monkeypatch.setattr(redis_client, "execute_command", command)
+    with django_assert_max_num_queries(0):
+        anomalies = anomalies_build(scored, tenant=tenant_a.tenant)
+    linked = [a for a in anomalies if len(a.event_ids) > 1]
+    assert len(anomalies) >= 60 and len(linked) >= 60
+    assert round_trips == [("pipeline", len(linked))]
+
+
+def test_the_consumers_queries_do_not_grow_with_the_anomalies_of_a_batch(tenant_a, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    start = recent(8)
+    ingest_and_consume(tenant_a.tenant, normal_payments("wq", 5, start))  # engines, rules, state: first use
+    with CaptureQueriesContext(connection) as few:
+        ingest_and_consume(tenant_a.tenant, card_testing("wa", 7, start + timedelta(hours=1)))  # 2 anomalies
+    many = card_testing("wb", 40, start + timedelta(hours=3))
+    many += [payment(f"wr{i}", start + timedelta(hours=4, minutes=i), customer=f"wr-c{i}", amount=40,
+                     ip="198.51.100.98", device=f"wr-d{i}") for i in range(20)]
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        ingest_and_consume(tenant_a.tenant, many)
+    assert Anomaly.objects.filter(event_ids__0__startswith="w").count() >= 50

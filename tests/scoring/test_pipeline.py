@@ -52,3 +52,23 @@ def test_injected_fraud_ranks_above_legit_traffic(rds, engine):
     y = labels(events)
     assert res.risk[y].mean() > 3 * res.risk[~y].mean()
     assert (res.decision_code[y] > 0).mean() > 0.7
+
+
+def test_each_default_rule_links_over_the_window_its_entity_features_look_at():
+    from scoring.config import RuleThresholds
+    from scoring.enrich import EnrichConfig
+    from scoring.pipeline import _rule_windows
+    from scoring.services import tenant_default_rules
+
+    config = EnrichConfig(short_window_seconds=1_800, long_window_seconds=43_200, return_window_seconds=30 * 86_400)
+    windows = {r["name"]: _rule_windows(r["condition"], config) for r in tenant_default_rules(RuleThresholds())}
+    assert windows == {
+        "velocity_count_1h": {"customer": 1_800}, "velocity_amount_1h": {"customer": 1_800},
+        "shared_ip": {"ip": 43_200}, "shared_device": {"device": 43_200},
+        "serial_returner": {"customer": 30 * 86_400},
+        # amounts, newness: nothing about the entity's other events
+        "new_customer_high_amount": {}, "large_amount": {}, "account_takeover": {},
+    }
+    mixed = {"all": [{"feature": "ip_count_1h", "op": ">", "value": 3},
+                     {"not": {"feature": "device_distinct_customers_24h", "op": "<", "value": 2}}]}
+    assert _rule_windows(mixed, config) == {"ip": 1_800, "device": 43_200}

@@ -62,9 +62,11 @@ def test_the_command_rebuilds_and_a_consumer_after_a_flush_sees_the_history(tena
     # The 9th attempt of the burst after the rebuild: velocity counts the 8 stored ones.
     nine = card_testing("cmd", 9, recent(30) + timedelta(hours=20))[-1]
     ingest_and_consume(tenant_a.tenant, [nine])
-    anomaly = Anomaly.objects.get(event_ids=[nine["event_id"]])
+    anomaly = Anomaly.objects.get(event_ids__0=nine["event_id"])
     velocity = next(r for r in anomaly.reasons if r["detector"] == "rule:velocity_count_1h")
     assert velocity["value"] == 9
+    # ...and its anomaly lists the 8 earlier attempts of the hour, read from the rebuilt state.
+    assert anomaly.event_ids == [nine["event_id"]] + [f"cmd-ct{i}" for i in range(7, -1, -1)]
 
 
 def test_return_rate_after_a_flush_is_rebuilt_from_postgresql(tenant_a, redis_client):
