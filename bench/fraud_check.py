@@ -6,6 +6,8 @@ Requests leave on a fixed schedule whatever the answers do and client latency is
 scheduled send time (no coordinated omission). Server-side time comes from the `Server-Timing`
 header of each answer: `app` = the view, authentication included (validation, storing the event,
 enrichment, scoring, recording an anomaly when flagged); `score` = enrichment + scoring alone.
+`server_cpu_ms_per_request`: CPU time of the two server processes per request (PostgreSQL and Redis
+not included): the capacity figure (requests/s per core ~ 1000 / it, before the database's share).
 Two daphne processes (one per core), a fresh tenant in its own database (pulse_scoring_bench) and
 Redis db 8 (override with PULSE_BENCH_DB / PULSE_BENCH_REDIS_URL). Prints one JSON line per rate.
 """
@@ -88,12 +90,26 @@ def _worker(key: str, jobs: queue.Queue, results: list[tuple[float, int, dict[st
         results.append((time.perf_counter() - scheduled, status, timing, decision))
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the server processes so far (Linux /proc; 0 elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return round(values[min(len(values) - 1, int(p / 100 * len(values)))], 2) if values else float("nan")
 
 
-def _run(rate: float, seconds: float, ports: list[int], key: str, bodies: list[bytes]) -> dict:
+def _run(rate: float, seconds: float, ports: list[int], key: str, bodies: list[bytes],
+         pids: list[int] | None = None) -> dict:
+    cpu_before = _cpu_seconds(pids or [])
     jobs: queue.Queue = queue.Queue()
     results: list[tuple[float, int, dict[str, float], str]] = []
     threads = [threading.Thread(target=_worker, args=(key, jobs, results), daemon=True) for _ in range(48)]
@@ -118,7 +134,9 @@ def _run(rate: float, seconds: float, ports: list[int], key: str, bodies: list[b
     decisions: dict[str, int] = {}
     for r in results:
         decisions[r[3] or f"status {r[1]}"] = decisions.get(r[3] or f"status {r[1]}", 0) + 1
+    cpu = _cpu_seconds(pids or []) - cpu_before
     return {"rate_per_s": rate, "requests": len(results), "ok": sum(1 for r in results if r[1] == 200),
+            "server_cpu_ms_per_request": round(1000 * cpu / max(1, len(results)), 2),
             "client_p50_ms": _pct(client_ms, 50), "client_p99_ms": _pct(client_ms, 99),
             "server_app_p50_ms": _pct(app, 50), "server_app_p99_ms": _pct(app, 99),
             "server_score_p50_ms": _pct(score, 50), "server_score_p99_ms": _pct(score, 99),
@@ -142,7 +160,8 @@ def main() -> None:
         _run(50, len(warm) / 50, ports, tenant["api_key"], warm)  # rebuild, model load, rule defaults, pools
         for i, rate in enumerate(float(r) for r in args.rates.split(",")):
             bodies = _payments(int(rate * args.seconds), seed=i + 1)
-            emit({"bench": "fraud_check", **_run(rate, args.seconds, ports, tenant["api_key"], bodies),
+            emit({"bench": "fraud_check", **_run(rate, args.seconds, ports, tenant["api_key"], bodies,
+                                                 [server.pid for server in servers]),
                   "servers": "2x daphne", "redis": REDIS_URL})
     finally:
         for server in servers:

@@ -5,6 +5,7 @@ rejects, and commit the batch together with its outbox row; scoring starts after
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,7 +114,7 @@ def events_ingest(
             batch_id = batch.pk
             if hand_over_after_response:
                 schema = connection.schema_name  # the background thread has no tenant of its own
-                transaction.on_commit(lambda: after_response(_hand_over, batch_id, schema=schema))
+                transaction.on_commit(lambda: _hand_over_coalesced(batch_id, schema))
             else:
                 transaction.on_commit(lambda: _hand_over(batch_id))
 
@@ -151,6 +152,30 @@ def _hand_over(batch_id: int, *, schema: str | None = None) -> None:
         batch_process.delay(batch_id)  # enqueued in the current schema
     else:
         batch_process.apply_async((batch_id,), headers={SCHEMA_HEADER: schema})
+
+
+# schema -> newest batch whose after-response hand-off is queued but not sent yet.
+_waiting: dict[str, int] = {}
+_waiting_lock = threading.Lock()
+
+
+def _hand_over_coalesced(batch_id: int, schema: str) -> None:
+    """Hand-off after the response (the fraud-check's single-payment batches): batches stored while
+    an earlier hand-off of the same tenant is still queued share its task, which names the newest
+    one. The worker consumes the untouched batches waiting behind the one it is handed
+    (`ingestion.tasks._group_more`), so the earlier ones go with it: under load, one Celery message
+    per burst instead of one per payment; when idle, one per payment as before."""
+    with _waiting_lock:
+        queued = schema in _waiting
+        _waiting[schema] = max(batch_id, _waiting.get(schema, 0))
+    if not queued:
+        after_response(_hand_over_waiting, schema)
+
+
+def _hand_over_waiting(schema: str) -> None:
+    with _waiting_lock:
+        batch_id = _waiting.pop(schema)
+    _hand_over(batch_id, schema=schema)
 
 
 def _count_usage(tenant: Any, *, accepted: int, rejected: int, now: datetime) -> None:

@@ -151,3 +151,32 @@ def test_a_failed_group_leaves_every_batch_of_it_to_retry(tenant_a, consumers) -
     # Resumed one by one (only untouched batches group): "one" never runs twice for an event.
     assert batch_run(first) == "done" and batch_run(second) == "done"
     assert [c[0] for c in CALLS] == ["one", "two", "two"]
+
+
+def test_after_response_hand_offs_queued_together_share_one_task(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Fraud-check batches stored while an earlier hand-off of the tenant waits on the background
+    thread share its task (the newest id: the worker takes the ones waiting behind it along)."""
+    import threading
+
+    from ingestion import services
+    from ingestion.tasks import batch_process
+    from pulse.celery import SCHEMA_HEADER
+    from pulse.lib.background import after_response
+
+    settings.PULSE_DEFER_AFTER_RESPONSE = True
+    sent: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(batch_process, "apply_async", lambda args=None, kwargs=None, **o: sent.append((args, o)))
+    busy = threading.Event()
+    after_response(busy.wait, 5)  # the background thread is busy with something else
+    for batch_id in (11, 12, 13):
+        services._hand_over_coalesced(batch_id, "t_one")
+    services._hand_over_coalesced(7, "t_two")
+    busy.set()
+    done = after_response(lambda: None)
+    assert done is not None
+    done.result(timeout=5)
+    assert sent == [((13,), {"headers": {SCHEMA_HEADER: "t_one"}}), ((7,), {"headers": {SCHEMA_HEADER: "t_two"}})]
+    # Nothing waiting any more: the next one is sent on its own.
+    services._hand_over_coalesced(14, "t_one")
+    after_response(lambda: None).result(timeout=5)  # type: ignore[union-attr]
+    assert sent[-1] == ((14,), {"headers": {SCHEMA_HEADER: "t_one"}})
