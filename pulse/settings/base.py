@@ -177,3 +177,5 @@ PULSE_BATCH_GROUP_MAX_EVENTS = env_int("PULSE_BATCH_GROUP_MAX_EVENTS", 10_000)
 # The fraud-check answers first and then hands its batch over and feeds calibration, on a background
 # thread (pulse.lib.background): ~2 ms less per answer. Off in the tests, which expect both at once.
 PULSE_DEFER_AFTER_RESPONSE = env_bool("PULSE_DEFER_AFTER_RESPONSE", True)
+# ...and the fraud-check batches a tenant stores within this window share one hand-off message.
+PULSE_HAND_OVER_COALESCE_SECONDS = env_float("PULSE_HAND_OVER_COALESCE_SECONDS", 0.1)

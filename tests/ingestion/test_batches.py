@@ -154,8 +154,8 @@ def test_a_failed_group_leaves_every_batch_of_it_to_retry(tenant_a, consumers) -
 
 
 def test_after_response_hand_offs_queued_together_share_one_task(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Fraud-check batches stored while an earlier hand-off of the tenant waits on the background
-    thread share its task (the newest id: the worker takes the ones waiting behind it along)."""
+    """Fraud-check batches a tenant stores within the coalescing window share one task (the newest
+    id: the worker takes the ones waiting behind it along)."""
     import threading
 
     from ingestion import services
@@ -164,6 +164,7 @@ def test_after_response_hand_offs_queued_together_share_one_task(settings, monke
     from pulse.lib.background import after_response
 
     settings.PULSE_DEFER_AFTER_RESPONSE = True
+    settings.PULSE_HAND_OVER_COALESCE_SECONDS = 0.05
     sent: list[tuple[Any, Any]] = []
     monkeypatch.setattr(batch_process, "apply_async", lambda args=None, kwargs=None, **o: sent.append((args, o)))
     busy = threading.Event()
@@ -172,11 +173,18 @@ def test_after_response_hand_offs_queued_together_share_one_task(settings, monke
         services._hand_over_coalesced(batch_id, "t_one")
     services._hand_over_coalesced(7, "t_two")
     busy.set()
-    done = after_response(lambda: None)
-    assert done is not None
-    done.result(timeout=5)
+
+    def drained() -> None:
+        import time
+
+        time.sleep(0.3)  # past the window; then everything queued before this runs first
+        done = after_response(lambda: None)
+        assert done is not None
+        done.result(timeout=5)
+
+    drained()
     assert sent == [((13,), {"headers": {SCHEMA_HEADER: "t_one"}}), ((7,), {"headers": {SCHEMA_HEADER: "t_two"}})]
     # Nothing waiting any more: the next one is sent on its own.
     services._hand_over_coalesced(14, "t_one")
-    after_response(lambda: None).result(timeout=5)  # type: ignore[union-attr]
+    drained()
     assert sent[-1] == ((14,), {"headers": {SCHEMA_HEADER: "t_one"}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -165,12 +166,14 @@ def test_fraud_check_answers_first_then_hands_over_in_the_tenant_schema(tenant_a
     from pulse.lib import background
 
     settings.PULSE_DEFER_AFTER_RESPONSE = True
+    settings.PULSE_HAND_OVER_COALESCE_SECONDS = 0.01
     sent: list[tuple[tuple, dict]] = []
     monkeypatch.setattr(batch_process, "apply_async", lambda args=None, kwargs=None, **options: sent.append((args, options)))
     event = payment("deferred-1", recent(1), customer="deferred-cust", amount=25)
     with django_capture_on_commit_callbacks(execute=True):
         response = tenant_a.client("ingest").post("/api/v1/fraud-check", event, format="json")
     assert response.status_code == 200
+    time.sleep(0.2)  # past the hand-off's coalescing window
     done = background.after_response(lambda: None)  # queued behind the fraud-check's deferred calls
     assert done is not None
     done.result(timeout=10)
