@@ -219,6 +219,7 @@ def stock_rows() -> list[dict[str, Any]]:
         t = thresholds.get(level.product_id)
         out.append({"product_id": level.product_id, "level": level.level, "updated_at": level.updated_at,
                     "warning": t.warning if t and t.warning is not None else level.threshold,
+                    "warning_explicit": bool(t and t.warning is not None),
                     "critical": (t.critical if t and t.critical is not None else level.critical_threshold) or 0,
                     "lead_time_days": t.lead_time_days if t else None})
     return out

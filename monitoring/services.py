@@ -745,10 +745,12 @@ def _save_states_fits_only(engine: GroupEngine, members: list[Member]) -> None:
 # ----------------------------------------------------------------------------- stock
 
 def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str, int]:
-    """Stock alerts, once per crossing: the level against warning/critical thresholds, and days of cover
-    from recent sales velocity (hour rollups) against the reorder lead time, which warns before the
-    threshold is reached when demand surges."""
-    from scoring.kpi.stock import sales_velocity_per_day, stockout_forecast
+    """Stock alerts per episode (scoring.kpi.stock.stock_episodes): an episode opens when a product
+    reaches its reorder point or a stock-out is predicted and closes on the restock; within it one alert
+    when stock is predicted to run out before the expected restock (velocity from hour rollups, lead
+    time), one when it is out. Crossing the reorder point alone is the normal restock cycle: it alerts
+    only where the tenant configured that warning threshold itself (StockThreshold.warning)."""
+    from scoring.kpi.stock import sales_velocity_per_day, stock_episodes
     from tenants.config import tenant_section
     from tenants.selectors import tenant_current
 
@@ -766,64 +768,64 @@ def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str,
     crit = np.array([r["critical"] for r in rows], dtype=float)
     lead = np.array([r["lead_time_days"] if r["lead_time_days"] is not None else cfg.stock_lead_time_days
                      for r in rows], dtype=float)
-    fc = stockout_forecast(level, velocity, lead, warning_threshold=warn, critical_threshold=crit,
-                           safety_days=cfg.stock_safety_days, now=np.datetime64(now.replace(tzinfo=None), "s"))
-    level_state = np.where(level <= crit, "critical", np.where(level <= warn, "warning", "ok"))
-    cover = fc.days_of_cover
-    cover_state = np.where(cover <= lead, "critical",
-                           np.where((fc.days_to_critical <= lead) | (cover <= lead + cfg.stock_safety_days),
-                                    "warning", "ok"))
-    cover_state = np.where(level_state != "ok", "ok", cover_state)  # the level alert already says it
-    # hysteresis: a cover alert re-arms only once cover is clearly back (x1.5), or the level alert took
-    # over, so sales noise around the cut does not flap ok -> warning -> ok -> warning
-    clear = (cover > 1.5 * (lead + cfg.stock_safety_days)) | (level_state != "ok")
-    states = {(s.product_id, s.kind): s for s in StockAlertState.objects.filter(product_id__in=products)}
+    states = {s.product_id: s for s in StockAlertState.objects.filter(product_id__in=products, kind="episode")}
+    prior = [states.get(p) or StockAlertState(product_id=p, kind="episode") for p in products]
+
+    def naive(moment: datetime | None) -> np.datetime64:
+        if moment is None:
+            return np.datetime64("NaT", "s")
+        return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "s")
+
+    step = stock_episodes([s.level for s in prior], [naive(s.reorder_at) for s in prior],
+                          [np.nan if s.last_level is None else s.last_level for s in prior], level, velocity, lead,
+                          warning_threshold=warn, critical_threshold=crit, safety_days=cfg.stock_safety_days,
+                          alert_low=[bool(r.get("warning_explicit")) for r in rows], now=naive(now),
+                          level_at=[naive(r["updated_at"]) for r in rows])
     new: list[Anomaly] = []
     touched: list[StockAlertState] = []
-    order = {"ok": 0, "warning": 1, "critical": 2}
-    for i, r in enumerate(rows):
-        for check, current in (("level", str(level_state[i])), ("cover", str(cover_state[i]))):
-            st = states.get((r["product_id"], check)) or StockAlertState(product_id=r["product_id"], kind=check)
-            previous = st.level
-            if check == "cover" and current == "ok" and previous != "ok" and not clear[i]:
-                current = previous
-            if current == previous:
-                continue
-            st.level, st.updated_at = current, now
-            touched.append(st)
-            if order[current] <= order[previous]:
-                continue  # recovery or improvement: no alert, the next crossing alerts again
-            new.append(_stock_anomaly(tenant, r, check, current, level[i], warn[i], crit[i], velocity[i], cover[i],
-                                      fc.stockout_at[i], str(fc.reason[i]), lead[i], now))
+    for i, (r, st) in enumerate(zip(rows, prior, strict=True)):
+        reorder = step.reorder_at[i]
+        reorder_at = None if np.isnat(reorder) else pd.Timestamp(reorder).tz_localize("UTC").to_pydatetime()
+        state = str(step.state[i])
+        if (state, reorder_at, float(level[i])) == (st.level, st.reorder_at, st.last_level) and st.pk is not None:
+            continue
+        st.level, st.reorder_at, st.last_level, st.updated_at = state, reorder_at, float(level[i]), now
+        touched.append(st)
+        if step.alert[i]:
+            new.append(_stock_anomaly(r, str(step.alert[i]), level[i], warn[i], crit[i], velocity[i],
+                                      step.days_of_cover[i], step.stockout_at[i], step.restock_expected_at[i],
+                                      str(step.reason[i]), lead[i], now))
     if touched:
         StockAlertState.objects.bulk_create([s for s in touched if s.pk is None])
-        StockAlertState.objects.bulk_update([s for s in touched if s.pk is not None], ["level", "updated_at"])
+        StockAlertState.objects.bulk_update([s for s in touched if s.pk is not None],
+                                            ["level", "reorder_at", "last_level", "updated_at"])
     anomalies_record(anomalies=new)
     return {"products": len(rows), "alerts": len(new)}
 
 
-def _stock_anomaly(tenant: Any, row: dict[str, Any], check: str, level_name: str, level: float, warn: float,
-                   crit: float, velocity: float, cover: float, stockout_at: Any, reason: str, lead: float,
+def _stock_anomaly(row: dict[str, Any], alert: str, level: float, warn: float, crit: float, velocity: float,
+                   cover: float, stockout_at: Any, restock_at: Any, reason: str, lead: float,
                    now: datetime) -> Anomaly:
     product = row["product_id"]
-    severity = {"warning": "medium", "critical": "critical" if level <= 0 else "high"}[level_name]
     cover_days = float(cover) if np.isfinite(cover) else None
     impact: dict[str, Any] = {"days_of_cover": cover_days, "velocity_per_day": round(float(velocity), 3),
-                              "lead_time_days": float(lead), "level": level_name}
-    if not pd.isna(stockout_at):
-        impact["stockout_at"] = pd.Timestamp(stockout_at).tz_localize("UTC").isoformat()
-    if check == "level":
-        threshold = crit if level_name == "critical" else warn
-        text = f"stock {level:.0f} at/below {level_name} threshold {threshold:.0f}"
+                              "lead_time_days": float(lead), "level": alert}
+    for key, moment in (("stockout_at", stockout_at), ("restock_expected_at", restock_at)):
+        if not pd.isna(moment):
+            impact[key] = pd.Timestamp(moment).tz_localize("UTC").isoformat()
+    if alert in ("out", "low"):
+        threshold = crit if alert == "out" else warn
+        severity = ("critical" if level <= 0 else "high") if alert == "out" else "medium"
         return Anomaly(kind="stock", occurred_at=row["updated_at"], metric="stock_level", dimensions={"product": product},
-                       entity=product, score=1.0 if level_name == "critical" else 0.75, severity=severity,
+                       entity=product, score=1.0 if alert == "out" else 0.75, severity=severity,
                        direction="down", expected=float(threshold), observed=float(level), impact=impact,
-                       reasons=[{"detector": "stock_threshold", "text": text, "value": float(level),
+                       reasons=[{"detector": "stock_threshold", "text": reason, "value": float(level),
                                  "threshold": float(threshold)}], detectors={"stock_threshold": 1.0})
-    text = reason or f"{cover:.1f} days of cover at {velocity:.1f} units/day"
+    # predicted: high when even a reorder placed now could not arrive in time, medium otherwise
+    severity = "high" if cover_days is not None and cover_days <= lead else "medium"
     # the same metric as the level alert (it is the level's future): the detector tells them apart
     return Anomaly(kind="stock", occurred_at=now, metric="stock_level", dimensions={"product": product},
-                   entity=product, score=1.0 if level_name == "critical" else 0.75, severity=severity,
+                   entity=product, score=1.0 if severity == "high" else 0.75, severity=severity,
                    direction="down", expected=float(lead), observed=cover_days, impact=impact,
-                   reasons=[{"detector": "stockout_forecast", "text": text, "value": cover_days or 0.0,
+                   reasons=[{"detector": "stockout_forecast", "text": reason, "value": cover_days or 0.0,
                              "threshold": float(lead)}], detectors={"stockout_forecast": 1.0})
