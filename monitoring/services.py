@@ -295,10 +295,11 @@ def _evaluate_group(*, tenant: Any, cfg: Any, granularity: str, cadence: Cadence
     T = g1 - lo + 1
     utc = selectors.index_utc(np.arange(lo, g1 + 1), c, tz)
     values, num, den = _matrices(members, granularity, c, tz, lo, T, utc, first)
+    baseline = _rate_baseline(members, c, tz, lo, T, g0, g1, first) if c < 3600 and granularity != "native" else None
 
     engine = GroupEngine([m.spec for m in members], cadence, lo, values, utc, numerators=num, denominators=den,
                          prophet_refit_buckets=refit_buckets, seasonal=c >= 3600,
-                         runs=_runs(members, c, tz, rewound))
+                         runs=_runs(members, c, tz, rewound), baseline=baseline)
     fits = {f.state_id: f for f in SeriesFit.objects.filter(state__in=[m.state for m in members], detector="prophet")}
     for r, m in enumerate(members):
         if rewound[r]:
@@ -318,6 +319,52 @@ def _evaluate_group(*, tenant: Any, cfg: Any, granularity: str, cadence: Cadence
     created, updated = _write_incidents(tenant, engine, members, granularity, c, tz)
     _save_states(engine, members, starts, g1, c, tz, utc, lo)
     return {"series": len(members), "buckets": engine.evaluated, "created": created, "updated": updated}
+
+
+def _rate_baseline(members: list[Member], c: int, tz: str, lo: int, T: int, g0: int, g1: int,
+                   first: np.ndarray) -> np.ndarray | None:
+    """Expected count per sub-hourly bucket of count series, for the buckets to evaluate [g0, g1]: the
+    seasonal rate of its local hour from the hour rollups (scoring.kpi.baseline), spread evenly. Reads
+    only the slots used (same hour-of-week in 5 previous weeks, same hour on 7 previous days)."""
+    from scoring.kpi.baseline import DAYS, WEEKS, slot_expected
+
+    rows = [i for i, m in enumerate(members) if m.spec.kind == "count" and "seasonal_z" in m.spec.detectors
+            and 3600 % c == 0]
+    if not rows:
+        return None
+    per_hour = 3600 // c
+    idx = np.arange(g0, g1 + 1)
+    hours = np.unique(idx // per_hour)
+    weeks = hours[:, None] - 168 * np.arange(1, WEEKS + 1)[None, :]
+    days = hours[:, None] - 24 * np.arange(1, DAYS + 1)[None, :]
+    slots = np.unique(np.r_[weeks.ravel(), days.ravel()])
+    slot_utc = selectors.index_utc(slots, 3600, tz)
+    keys = sorted({(members[i].spec.dimension, members[i].spec.value) for i in rows})
+    measures = sorted({KPIS[members[i].spec.metric].numerator for i in rows})
+    frame = selectors.kpi_frames(granularity="hour", keys=keys, start=selectors.utc_datetime(int(slot_utc.min())),
+                                 end=selectors.utc_datetime(int(slot_utc.max()) + 3600), measures=measures,
+                                 at=[selectors.utc_datetime(int(x)) for x in slot_utc])
+    kpos = {k: i for i, k in enumerate(keys)}
+    spos = {int(x): i for i, x in enumerate(slot_utc)}
+    out = np.full((len(members), T), np.nan)
+    for name in measures:
+        grid = np.zeros((len(keys), slots.size))
+        if len(frame):
+            ki = np.array([kpos[(d, v)] for d, v in zip(frame["dimension"], frame["value"], strict=True)])
+            si = np.array([spos.get(int(e), -1) for e in frame["epoch"]])
+            ok = si >= 0
+            np.add.at(grid, (ki[ok], si[ok]), frame[name].to_numpy(dtype=float)[ok])
+        for i in rows:
+            if KPIS[members[i].spec.metric].numerator != name:
+                continue
+            series = grid[kpos[(members[i].spec.dimension, members[i].spec.value)]]
+            # before the series' first data: unknown, not zero
+            series = np.where(slots * per_hour >= first[i], series, np.nan)
+            w = series[np.searchsorted(slots, weeks)]
+            d = series[np.searchsorted(slots, days)]
+            per_bucket = slot_expected(w, d) / per_hour  # one value per hour in `hours`
+            out[i, idx - lo] = per_bucket[np.searchsorted(hours, idx // per_hour)]
+    return out
 
 
 def _matrices(members: list[Member], granularity: str, c: int, tz: str, lo: int, T: int, utc: np.ndarray,
