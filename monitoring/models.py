@@ -141,6 +141,8 @@ class StockAlertState(models.Model):
     anomaly_id = models.BigIntegerField(null=True)
     reorder_at = models.DateTimeField(null=True, help_text="level first seen at/below the reorder point")
     last_level = models.FloatField(null=True, help_text="level at the previous check")
+    level_at = models.DateTimeField(null=True, help_text="data time of last_level")
+    velocity = models.FloatField(null=True, help_text="units/day at which the level falls (weighted mean)")
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -794,10 +794,10 @@ def _save_states_fits_only(engine: GroupEngine, members: list[Member]) -> None:
 def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str, int]:
     """Stock alerts per episode (scoring.kpi.stock.stock_episodes): an episode opens when a product
     reaches its reorder point or a stock-out is predicted and closes on the restock; within it one alert
-    when stock is predicted to run out before the expected restock (velocity from hour rollups, lead
-    time), one when it is out. Crossing the reorder point alone is the normal restock cycle: it alerts
+    when stock is predicted to run out before the expected restock (reorder point reached + lead time;
+    velocity: the pace at which the level falls, sales rollups as its prior), one when it is out. Crossing the reorder point alone is the normal restock cycle: it alerts
     only where the tenant configured that warning threshold itself (StockThreshold.warning)."""
-    from scoring.kpi.stock import sales_velocity_per_day, stock_episodes
+    from scoring.kpi.stock import depletion_velocity, sales_velocity_per_day, stock_episodes
     from tenants.config import tenant_section
     from tenants.selectors import tenant_current
 
@@ -809,7 +809,7 @@ def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str,
         return {"products": 0, "alerts": 0}
     products = [r["product_id"] for r in rows]
     units = selectors.daily_units(products=products, end=now, days=cfg.stock_velocity_days)
-    velocity = sales_velocity_per_day(units, window_days=cfg.stock_velocity_days)
+    sales = sales_velocity_per_day(units, window_days=cfg.stock_velocity_days)
     level = np.array([r["level"] for r in rows], dtype=float)
     warn = np.array([r["warning"] if r["warning"] is not None else -1 for r in rows], dtype=float)
     crit = np.array([r["critical"] for r in rows], dtype=float)
@@ -823,11 +823,19 @@ def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str,
             return np.datetime64("NaT", "s")
         return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "s")
 
+    # the level's own pace, the sales velocity from rollups as its prior: stock-outs are about the level,
+    # and rollups may credit a product with a whole basket's units (or miss lines of it)
+    level_at = [naive(r["updated_at"]) for r in rows]
+    known = [s.velocity if s.velocity is not None else np.nan for s in prior]
+    velocity = depletion_velocity(np.where(np.isfinite(known), known, sales),
+                                  [np.nan if s.last_level is None else s.last_level for s in prior],
+                                  [naive(s.level_at) for s in prior], level, level_at,
+                                  window_days=cfg.stock_velocity_days)
     step = stock_episodes([s.level for s in prior], [naive(s.reorder_at) for s in prior],
                           [np.nan if s.last_level is None else s.last_level for s in prior], level, velocity, lead,
                           warning_threshold=warn, critical_threshold=crit, safety_days=cfg.stock_safety_days,
                           alert_low=[bool(r.get("warning_explicit")) for r in rows], now=naive(now),
-                          level_at=[naive(r["updated_at"]) for r in rows])
+                          level_at=level_at)
     new: list[Anomaly] = []
     touched: list[StockAlertState] = []
     for i, (r, st) in enumerate(zip(rows, prior, strict=True)):
@@ -837,6 +845,7 @@ def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str,
         if (state, reorder_at, float(level[i])) == (st.level, st.reorder_at, st.last_level) and st.pk is not None:
             continue
         st.level, st.reorder_at, st.last_level, st.updated_at = state, reorder_at, float(level[i]), now
+        st.level_at, st.velocity = r["updated_at"], float(velocity[i])
         touched.append(st)
         if step.alert[i]:
             new.append(_stock_anomaly(r, str(step.alert[i]), level[i], warn[i], crit[i], velocity[i],
@@ -845,7 +854,8 @@ def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str,
     if touched:
         StockAlertState.objects.bulk_create([s for s in touched if s.pk is None])
         StockAlertState.objects.bulk_update([s for s in touched if s.pk is not None],
-                                            ["level", "reorder_at", "last_level", "updated_at"])
+                                            ["level", "reorder_at", "last_level", "level_at", "velocity",
+                                             "updated_at"])
     anomalies_record(anomalies=new)
     return {"products": len(rows), "alerts": len(new)}
 

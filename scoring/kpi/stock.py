@@ -1,16 +1,18 @@
-"""Stock-out prediction: days of cover from recent sales velocity, alerts before thresholds are hit.
+"""Stock-out prediction: days of cover from sales velocity, and stock alerts per episode.
 
-Vectorised over products. Alert levels, most severe first:
-- critical: level at/below the critical threshold, or stock runs out before a reorder placed now could
-  arrive (days of cover <= lead time);
-- warning: level at/below the warning threshold, or the level will cross the critical threshold within
-  the lead time, or stock runs out within lead time + `safety_days`.
-Velocity is conservative for stock-outs: the higher of the recent-week average and the last day, so a
-demand surge shortens the predicted cover immediately instead of being averaged away.
+`stockout_forecast`: vectorised alert level per product from its level alone (critical: at/below the
+critical threshold or cover <= lead time; warning: at/below the warning threshold, critical threshold
+within the lead time, or cover <= lead time + `safety_days`).
+`stock_episodes` (what monitoring alerts on): one alert per escalation of an episode that opens at the
+reorder point or a predicted stock-out and closes on the restock; see its docstring.
+Velocity: `sales_velocity_per_day` (rollups: the recent-week average, or the last day on a significant
+surge: beyond 3 sd of the earlier days' own noise, Poisson at least, and at least double) is the prior
+of `depletion_velocity`, the pace at which the level itself falls.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,9 +33,18 @@ class StockForecast:
 def sales_velocity_per_day(daily_units: np.ndarray, window_days: int = 7) -> np.ndarray:
     """Units/day per product (rows = products, columns = days, last column = the latest full day)."""
     u = np.atleast_2d(np.asarray(daily_units, dtype=float))
-    week = np.nanmean(u[:, -window_days:], axis=1)
-    last = u[:, -1]
-    return np.fmax(np.nan_to_num(week), np.nan_to_num(last))
+    last = np.nan_to_num(u[:, -1])
+    earlier = u[:, -window_days:-1]
+    with warnings.catch_warnings():  # days before the data began are NaN: all-NaN rows are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        week = np.nan_to_num(np.nanmean(u[:, -window_days:], axis=1))
+        if earlier.shape[1] == 0:
+            return np.fmax(week, last)
+        base = np.nan_to_num(np.nanmean(earlier, axis=1))
+        spread = np.nan_to_num(np.nanstd(earlier, axis=1))
+    sd = np.fmax(spread, np.sqrt(np.fmax(base, 1.0)))
+    surge = (last > base + 3.0 * sd) & (last > 2.0 * base)
+    return np.where(surge, np.fmax(week, last), week)
 
 
 def _days_until(level: np.ndarray, threshold: np.ndarray, velocity: np.ndarray) -> np.ndarray:
@@ -113,7 +124,8 @@ def stock_episodes(state: object, reorder_at: object, last_level: object, level:
     `level_at` (data time of each level, default `now`) dates the reorder point crossing.
     The episode closes (state 'ok', re-armed) on a restock: the level rose since the previous check, is
     above the reorder point and clearly not at risk (cover > 1.5 x (lead + safety)), so sales noise around
-    a cut and partial deliveries do not re-alert. A restock that is overdue is expected any moment: no
+    a cut and partial deliveries do not re-alert; after a stock-out, any restock above the reorder point
+    closes it (the next stock-out is news). A restock that is overdue is expected any moment: no
     'risk' then; the 'out' alert covers what follows.
     """
     st, reorder, last, lv, vel, lead, warn, crit, low_ok = np.broadcast_arrays(
@@ -135,7 +147,9 @@ def stock_episodes(state: object, reorder_at: object, last_level: object, level:
     low = lv <= warn
     rose = np.isfinite(last) & (lv > last)
     clear = ~low & ~out & (cover > 1.5 * horizon)
-    closing = (st_rank > 0) & rose & clear
+    # a product that was out is back once restocked above its reorder point: its next stock-out alerts
+    back = ~low & ~out & (st_rank == rank["out"])
+    closing = (st_rank > 0) & rose & (clear | back)
     st_rank = np.where(closing, 0, st_rank)
     reorder = np.where(closing, np.datetime64("NaT"), reorder)
     seen = np.broadcast_to(np.asarray(now_s if level_at is None else level_at, dtype="datetime64[s]"), lv.shape)
@@ -175,3 +189,23 @@ def stock_episodes(state: object, reorder_at: object, last_level: object, level:
                          f"expected restock ({when}, lead time {lead[i]:.1f} days)")
     states = np.array(EPISODE_STATES, dtype=object)[st_rank]
     return EpisodeStep(states, reorder, alert, cover, stockout, restock, reason)
+
+
+def depletion_velocity(prior: object, last_level: object, last_at: object, level: object, level_at: object,
+                       *, window_days: float = 7.0) -> np.ndarray:
+    """Units/day at which the stock level itself falls: an exponentially weighted mean of the drops
+    between successive levels (weight 1 - exp(-elapsed / window)), starting from `prior` (the sales
+    velocity from rollups when nothing is known yet). Rises (restocks) and unknown / non-advancing times
+    leave it unchanged. Stock-outs are about the level, and sales rollups may credit a product with the
+    units of a whole basket, or miss lines of it, so the level's own pace corrects them over a week."""
+    prior_v, last, lv = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (prior, last_level, level))
+    t0 = np.atleast_1d(np.asarray(last_at, dtype="datetime64[s]"))
+    t1 = np.atleast_1d(np.asarray(level_at, dtype="datetime64[s]"))
+    prior_v, last, lv, t0, t1 = np.broadcast_arrays(prior_v, last, lv, t0, t1)
+    with np.errstate(invalid="ignore"):
+        days = (t1 - t0).astype("timedelta64[s]").astype(float) / 86400.0
+    ok = ~np.isnat(t0) & ~np.isnat(t1) & np.isfinite(last) & (days > 0) & (lv <= last)
+    rate = np.where(ok, (last - lv) / np.where(ok, days, 1.0), 0.0)
+    alpha = np.where(ok, 1.0 - np.exp(-np.where(ok, days, 0.0) / window_days), 0.0)
+    base = np.where(np.isfinite(prior_v), prior_v, rate)
+    return np.where(ok, (1 - alpha) * base + alpha * rate, base)

@@ -76,3 +76,37 @@ def test_low_alert_only_where_asked_and_vectorised() -> None:
     assert s.alert.tolist() == ["low", "", "low"]
     assert s.state.tolist() == ["open", "open", "open"] and (s.reorder_at == NOW - DAY).all()
     assert np.isinf(s.days_of_cover[2]) and np.isnat(s.stockout_at[2])
+
+
+def test_velocity_takes_the_last_day_only_on_a_real_surge() -> None:
+    from scoring.kpi.stock import sales_velocity_per_day
+
+    units = np.array([[10, 12, 8, 11, 9, 10, 16], [10, 12, 8, 11, 9, 10, 40]], dtype=float)
+    v = sales_velocity_per_day(units)
+    assert v[0] == units[0].mean()  # a busy day within this product's own noise
+    assert v[1] == 40.0
+
+
+def test_depletion_velocity_follows_the_level_not_the_rollups() -> None:
+    from scoring.kpi.stock import depletion_velocity
+
+    t0, t1 = NOW, NOW + DAY
+    # the rollups said 30/day but the level fell by 10 in a day: the estimate moves toward 10
+    v = depletion_velocity([30.0, 30.0, 30.0, np.nan], [100.0, 100.0, 100.0, 100.0], [t0, t0, NAT, t0],
+                           [90.0, 400.0, 90.0, 90.0], [t1, t1, t1, t1], window_days=7.0)
+    w = 1 - np.exp(-1 / 7)
+    assert np.isclose(v[0], (1 - w) * 30 + w * 10)
+    assert v[1] == 30.0 and v[2] == 30.0  # a restock, or no earlier time: unchanged
+    assert v[3] == 10.0  # no prior: the observed pace
+    # a week of daily drops of 10 brings a wrong prior most of the way
+    v, level = np.array([30.0]), 1000.0
+    for d in range(7):
+        v = depletion_velocity(v, level, NOW + d * DAY, level - 10, NOW + (d + 1) * DAY)
+        level -= 10
+    assert 10 < v[0] < 18
+
+
+def test_a_restock_after_a_stockout_rearms_even_when_cover_stays_short() -> None:
+    s = _step("out", NOW - 4 * DAY, 0.0, 70.0, 12.0)  # restocked above the reorder point, 5.8 days of cover
+    assert s.state.tolist() != ["out"] and s.alert.tolist() == [""]
+    assert _step(s.state, s.reorder_at, 70.0, 0.0, 12.0, now=NOW + 6 * DAY).alert.tolist() == ["out"]
