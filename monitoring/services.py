@@ -354,16 +354,17 @@ def _rate_baseline(members: list[Member], c: int, tz: str, lo: int, T: int, g0: 
             si = np.array([spos.get(int(e), -1) for e in frame["epoch"]])
             ok = si >= 0
             np.add.at(grid, (ki[ok], si[ok]), frame[name].to_numpy(dtype=float)[ok])
-        for i in rows:
-            if KPIS[members[i].spec.metric].numerator != name:
-                continue
-            series = grid[kpos[(members[i].spec.dimension, members[i].spec.value)]]
-            # before the series' first data: unknown, not zero
-            series = np.where(slots * per_hour >= first[i], series, np.nan)
-            w = series[np.searchsorted(slots, weeks)]
-            d = series[np.searchsorted(slots, days)]
-            per_bucket = slot_expected(w, d) / per_hour  # one value per hour in `hours`
-            out[i, idx - lo] = per_bucket[np.searchsorted(hours, idx // per_hour)]
+        sel = np.array([i for i in rows if KPIS[members[i].spec.metric].numerator == name], dtype=np.int64)
+        if sel.size == 0:
+            continue
+        series = grid[[kpos[(members[i].spec.dimension, members[i].spec.value)] for i in sel]]
+        # before the series' first data: unknown, not zero
+        series = np.where(slots[None, :] * per_hour >= first[sel][:, None], series, np.nan)
+        w = series[:, np.searchsorted(slots, weeks)]  # series x hours x weeks
+        d = series[:, np.searchsorted(slots, days)]
+        per_hour_expected = slot_expected(w.reshape(-1, WEEKS), d.reshape(-1, DAYS)).reshape(sel.size, hours.size)
+        per_bucket = per_hour_expected / per_hour
+        out[np.ix_(sel, idx - lo)] = per_bucket[:, np.searchsorted(hours, idx // per_hour)]
     return out
 
 
