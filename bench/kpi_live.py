@@ -82,6 +82,15 @@ def bench_live(tenant, n_values: int) -> dict:  # type: ignore[no-untyped-def]
             FROM generate_series(1, %s) v, generate_series(1, %s) m,
                  LATERAL (SELECT floor(random() * 6)::int AS o, 20 + floor(random() * 20)::int AS s) x
         """, [now, n_values, minutes])
+        # the same hour on the 35 previous days: what the count series' seasonal rate baseline reads
+        cur.execute("""
+            INSERT INTO scoring_kpibucket (granularity, bucket_start, dimension, value, revenue, orders, units,
+                sessions, impressions, returns, refund_amount, payments, payments_failed)
+            SELECT 'hour', %s - make_interval(days => d), 'campaign', 'c' || v,
+                   o * 40, o, o, s, s * 30, 0, 0, o, 0
+            FROM generate_series(1, %s) v, generate_series(1, 35) d,
+                 LATERAL (SELECT 150 + floor(random() * 60)::int AS o, 1500 + floor(random() * 600)::int AS s) x
+        """, [now.replace(minute=0) - timedelta(hours=1), n_values])
     MonitorState.objects.create(defaults_created=True)
     metrics = ["orders", "revenue", "sessions", "conversion_rate", "ctr"]
     for m in metrics:

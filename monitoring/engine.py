@@ -27,6 +27,14 @@ evidence the way it sees a single extreme bucket, and an incident confirmed by a
 run's first bucket. Requiring half the threshold per bucket keeps a slow day (every hour ~1 sd low,
 correlated) from adding up to an alarm. The evidence run is carried between evaluations like the
 incident run, so a live walk and a backfill pool the same buckets.
+
+Sub-hourly counts with a seasonal rate baseline (scoring.kpi.baseline: the same hour-of-week from the
+hour rollups, given by the caller): each bucket is tested against that expected rate (Poisson, deflated
+by the series' over-dispersion), and a bucket below its expected rate joins a falling evidence run, so a
+sparse series (0.1 orders a minute, where no single minute can be 2 sd low) pools its silence: 90 quiet
+minutes when 9 orders were expected is a run with O = 0, E = 9. Under the null a run of silence reaching
+an expected total e has probability exp(-e), so the run's deviance test keeps its meaning; an ordinary
+slow spell is broken by the next order.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from scoring.kpi.base import KpiScores, threshold_score
+from scoring.kpi.baseline import dispersion, poisson_z
 from scoring.kpi.consensus import SEVERITIES, ConsensusConfig, combine
 from scoring.kpi.forecast import ProphetResidual, fit_forecast
 from scoring.kpi.iforest import IsolationForestKpi
@@ -46,6 +55,8 @@ from scoring.kpi.seasonal import SeasonalRobustZ, lookback_buckets
 from scoring.kpi.series import DAY, Cadence, candidate_periods, detect_periods
 
 PRIMARY = ("seasonal_z", "ratio_binomial")
+# A money series and the count whose events carry its amounts (same dimension value and cadence).
+MONEY_COUNT = {"revenue": "orders", "refund_amount": "returns"}
 EV_SUMS = 5
 EV_CANDIDATE = 0.5  # a bucket joins an evidence run at this fraction of its threshold
 KNOWN_DETECTORS = ("seasonal_z", "ratio_binomial", "prophet", "iforest")
@@ -158,7 +169,8 @@ class GroupEngine:
     def __init__(self, specs: Sequence[SeriesSpec], cadence: Cadence, start: int, values: np.ndarray,
                  utc: np.ndarray, *, numerators: np.ndarray | None = None, denominators: np.ndarray | None = None,
                  history: int | None = None, prophet_refit_buckets: int | None = None,
-                 seasonal: bool = True, runs: RunState | None = None) -> None:
+                 seasonal: bool = True, runs: RunState | None = None,
+                 baseline: np.ndarray | None = None) -> None:
         self.specs = list(specs)
         self.cadence = cadence
         self.start = int(start)
@@ -166,6 +178,8 @@ class GroupEngine:
         self.utc = np.asarray(utc, dtype=np.int64)  # UTC epoch seconds of each column's bucket start
         self.num = numerators
         self.den = denominators
+        # expected count per bucket from a seasonal rate baseline (count series, NaN: none; see above)
+        self.baseline = None if baseline is None else np.asarray(baseline, dtype=float)
         S = len(self.specs)
         self.history = history or history_buckets(cadence)
         self.seasonal = seasonal
@@ -186,6 +200,9 @@ class GroupEngine:
         self.finished: list[Incident] = []
         self.evaluated = 0
         self._mute_rows = [self._scope_rows(e) for e in self._events()]
+        where = {(sp.metric, sp.dimension, sp.value): i for i, sp in enumerate(self.specs)}
+        self.count_row = np.array([where.get((MONEY_COUNT.get(sp.metric, ""), sp.dimension, sp.value), -1)
+                                   for sp in self.specs], dtype=np.int64)
 
     # ------------------------------------------------------------------ caches given by the caller
     def set_period(self, row: int, period: int, boundary: int) -> None:
@@ -291,6 +308,8 @@ class GroupEngine:
                     det = SeasonalRobustZ(kind="gauge" if kind == "proportion" else str(kind), z_threshold=float(thr))
                     _put(z, pos[m], det.score_latest(matrix[m], self.cadence, periods=periods[pos[m]]))
             out["seasonal_z"] = z
+            if self.baseline is not None:
+                self._score_baseline(z, rows, col)
 
         rb = rows[self.has["ratio_binomial"][rows]]
         if rb.size and self.num is not None and self.den is not None:
@@ -336,6 +355,23 @@ class GroupEngine:
             out["iforest"] = res
         return out
 
+    def _score_baseline(self, z: KpiScores, rows: np.ndarray, col: int) -> None:
+        """Count rows with a seasonal rate baseline: expected = that rate, Poisson z deflated by the
+        dispersion of the series' recent buckets (replaces the rolling median, 0 on sparse series)."""
+        e = self.baseline[rows, col]
+        use = np.isfinite(e) & (self.kind[rows] == "count") & self.has["seasonal_z"][rows]
+        if not use.any():
+            return
+        pos, ur = np.flatnonzero(use), rows[use]
+        phi = dispersion(self._window(self.values, ur, col, self.history))
+        thr = np.array([self.specs[i].z_threshold for i in ur], dtype=float)
+        stat = poisson_z(z.observed[pos], e[use], phi)
+        sd = np.sqrt(np.fmax(e[use], 1e-9) * phi)
+        z.expected[pos], z.stat[pos], z.score[pos] = e[use], stat, threshold_score(stat / thr, 1.0)
+        z.lower[pos], z.upper[pos] = np.fmax(e[use] - thr * sd, 0.0), e[use] + thr * sd
+        z.extra["sd"][pos] = sd
+        z.extra.setdefault("baseline", np.full(z.score.shape, np.nan))[pos] = 1.0
+
     # ------------------------------------------------------------------ one step: score, consensus, incidents
     def step(self, rows: np.ndarray, index: int) -> None:
         rows = np.asarray(rows, dtype=np.int64)
@@ -376,6 +412,7 @@ class GroupEngine:
             score[m], expected[m], severity[m] = res.score, res.expected, res.severity
             rel[m], direction[m] = res.relative_change, res.direction
             results[mode] = (m, res)
+        confirmed &= ~self._single_order_rise(rows, scores, direction)
         observed = self.values[rows, col]
         keep = confirmed.copy()
         want = np.array([{"both": 0, "up": 1, "down": -1}[self.specs[r].direction] for r in rows])
@@ -397,6 +434,24 @@ class GroupEngine:
         keep &= ~muted
         self._track(rows, index, keep, direction, score, severity, expected, observed, rel, scores, marks, pooled)
 
+    def _single_order_rise(self, rows: np.ndarray, scores: dict[str, KpiScores], direction: np.ndarray) -> np.ndarray:
+        """Rises of a money series (revenue) whose count series (orders), scored in the same step, did not
+        rise with it: not even half its threshold. The amount then comes from a few large orders, which
+        a heavy-tailed sum produces routinely (and transaction scoring judges one by one), not from more
+        buying. Where the count is not watched, nothing is dropped."""
+        out = np.zeros(rows.size, bool)
+        partner = self.count_row[rows]
+        s = scores.get("seasonal_z")
+        if s is None or not (partner >= 0).any():
+            return out
+        pos = {int(r): p for p, r in enumerate(rows)}
+        for p in np.flatnonzero((partner >= 0) & (direction > 0)):
+            q = pos.get(int(partner[p]))
+            if q is None or not np.isfinite(s.stat[q]):
+                continue
+            out[p] = s.stat[q] < EV_CANDIDATE * self.specs[int(partner[p])].z_threshold
+        return out
+
     def _accumulate(self, rows: np.ndarray, index: int, scores: dict[str, KpiScores]) -> np.ndarray:
         """Update the evidence runs with this bucket and lift the primary detector's score to the run's
         pooled statistic where that is stronger. Returns the pooled signed z (NaN: no run of 2+)."""
@@ -416,9 +471,12 @@ class GroupEngine:
             # their tails are heavy (one large order) and one bucket must not carry a run's evidence
             a = np.where(count, np.fmax(s.observed, 0.0), np.clip(s.stat, -thr_z, thr_z))
             b = np.where(count, np.fmax(s.expected, 1.0), 1.0)  # the detector's own Poisson floor
+            # with a rate baseline, the run's totals are tested without the one-bucket floor
+            based = np.isfinite(s.extra["baseline"]) if "baseline" in s.extra else np.zeros(n, bool)
+            b = np.where(based, s.expected, b)
             c = np.where(count, s.extra["sd"] ** 2, 0.0)
             both = np.stack([a, b, c, np.zeros(n), np.zeros(n)], axis=1)
-            z[m], contrib[m], mode[m] = s.stat[m], both[m], np.where(count, 1, 0)[m]
+            z[m], contrib[m], mode[m] = s.stat[m], both[m], np.where(based & count, 3, np.where(count, 1, 0))[m]
         s = scores.get("ratio_binomial")
         if s is not None and "k0" in s.extra and self.num is not None and self.den is not None:
             m = np.isfinite(s.stat)
@@ -429,6 +487,12 @@ class GroupEngine:
         thr = np.array([self.specs[r].z_threshold for r in rows], dtype=float)
         sign = np.sign(np.nan_to_num(z)).astype(np.int8)
         cand = np.isfinite(z) & (np.abs(np.nan_to_num(z)) >= EV_CANDIDATE * thr) & (sign != 0)
+        s = scores.get("seasonal_z")
+        if s is not None and "baseline" in s.extra:
+            # below the seasonal rate: joins a falling run (a silent minute of a sparse series)
+            deficit = np.isfinite(s.extra["baseline"]) & (mode == 3) & (s.observed < s.expected)
+            cand |= deficit
+            sign = np.where(deficit, -1, sign).astype(np.int8)
         extend = cand & (R.ev_length[rows] > 0) & (R.ev_direction[rows] == sign)
         fresh = cand & ~extend
         ext, new, off = rows[extend], rows[fresh], rows[~cand]
@@ -444,7 +508,7 @@ class GroupEngine:
         stronger = multi & np.isfinite(pooled) & (np.abs(np.nan_to_num(pooled)) > np.abs(np.nan_to_num(z))) \
             & (np.sign(np.nan_to_num(pooled)) == sign)
         if stronger.any():
-            for name, m in (("seasonal_z", stronger & (mode < 2)), ("ratio_binomial", stronger & (mode == 2))):
+            for name, m in (("seasonal_z", stronger & (mode != 2)), ("ratio_binomial", stronger & (mode == 2))):
                 s = scores.get(name)
                 if s is not None and m.any():
                     s.score = np.where(m, threshold_score(pooled / thr, 1.0), s.score)
@@ -575,6 +639,8 @@ def pooled_z(sums: np.ndarray, mode: np.ndarray) -> np.ndarray:
     mode 1: Poisson counts -> deviance of O against E deflated by the over-dispersion V / E (>= 1)
     mode 2: proportions (k, n, k0, n0, sum n*phi) -> G-test z of k/n against k0/n0 deflated by the
             denominator-weighted over-dispersion sum(n*phi) / n (>= 1)
+    mode 3: counts against a seasonal rate baseline (O, E, V) -> exact quasi-Poisson tail z
+            (scoring.kpi.baseline.poisson_z), the run's totals being small
     """
     sums = np.atleast_2d(np.asarray(sums, dtype=float))
     mode = np.asarray(mode)
@@ -591,6 +657,9 @@ def pooled_z(sums: np.ndarray, mode: np.ndarray) -> np.ndarray:
         q = mode == 2
         phi = np.fmax(1.0, e[q] / np.where(b[q] > 0, b[q], 1.0))
         out[q] = binomial_two_sample_z(a[q], b[q], c[q], d[q]) / np.sqrt(phi)
+        x = mode == 3
+        if x.any():
+            out[x] = poisson_z(a[x], b[x], np.fmax(1.0, c[x] / np.fmax(b[x], 1e-9)))
     return out
 
 

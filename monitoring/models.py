@@ -131,12 +131,18 @@ class StockThreshold(models.Model):
 
 
 class StockAlertState(models.Model):
-    """Last alert level per product and check, so a crossing alerts once, not on every batch."""
+    """Stock episode per product (kind "episode", see scoring.kpi.stock.stock_episodes): what was already
+    alerted in it, when the reorder point was reached and the level at the previous check (a rise is a
+    restock), so an episode alerts once per escalation, not on every batch."""
 
     product_id = models.CharField(max_length=128)
-    kind = models.CharField(max_length=8, help_text="level or cover")
-    level = models.CharField(max_length=8, default="ok")
+    kind = models.CharField(max_length=8, help_text="episode (level / cover: states before episodes)")
+    level = models.CharField(max_length=8, default="ok", help_text="ok, open, risk or out")
     anomaly_id = models.BigIntegerField(null=True)
+    reorder_at = models.DateTimeField(null=True, help_text="level first seen at/below the reorder point")
+    last_level = models.FloatField(null=True, help_text="level at the previous check")
+    level_at = models.DateTimeField(null=True, help_text="data time of last_level")
+    velocity = models.FloatField(null=True, help_text="units/day at which the level falls (weighted mean)")
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

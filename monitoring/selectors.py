@@ -99,8 +99,9 @@ def metric_values(*, metric: str, dimension: str) -> list[str]:
 # ----------------------------------------------------------------------------- matrices
 
 def kpi_frames(*, granularity: str, keys: Sequence[tuple[str, str]], start: datetime, end: datetime,
-               measures: Sequence[str] = MEASURES) -> pd.DataFrame:
-    """Rollup rows (dimension, value, epoch = UTC bucket start in seconds, measures) in [start, end).
+               measures: Sequence[str] = MEASURES, at: Sequence[datetime] | None = None) -> pd.DataFrame:
+    """Rollup rows (dimension, value, epoch = UTC bucket start in seconds, measures) in [start, end),
+    only the buckets starting at `at` when given.
 
     Read with COPY into pandas' C parser: the live path reads ~170 minutes x thousands of series, where
     building Python rows per value would dominate."""
@@ -116,10 +117,12 @@ def kpi_frames(*, granularity: str, keys: Sequence[tuple[str, str]], start: date
         "COPY (SELECT b.dimension, b.value, extract(epoch FROM b.bucket_start)::bigint, {cols} "
         "FROM scoring_kpibucket b JOIN unnest({d}::text[], {v}::text[]) AS k(d, v) "
         "ON b.dimension = k.d AND b.value = k.v "
-        "WHERE b.granularity = {g} AND b.bucket_start >= {s} AND b.bucket_start < {e}) TO STDOUT (FORMAT csv)"
+        "WHERE b.granularity = {g} AND b.bucket_start >= {s} AND b.bucket_start < {e}{only}) TO STDOUT (FORMAT csv)"
     ).format(cols=sql.SQL(", ").join(sql.SQL(f"b.{m}::float8") for m in cols),
              d=sql.Literal([k[0] for k in keys]), v=sql.Literal([k[1] for k in keys]), g=sql.Literal(granularity),
-             s=sql.Literal(start), e=sql.Literal(end))
+             s=sql.Literal(start), e=sql.Literal(end),
+             only=sql.SQL("") if at is None else sql.SQL(" AND b.bucket_start = ANY({}::timestamptz[])").format(
+                 sql.Literal(list(at))))
     buffer = io.BytesIO()
     connection.ensure_connection()
     with connection.connection.cursor() as cursor, cursor.copy(query) as copy:
@@ -219,18 +222,29 @@ def stock_rows() -> list[dict[str, Any]]:
         t = thresholds.get(level.product_id)
         out.append({"product_id": level.product_id, "level": level.level, "updated_at": level.updated_at,
                     "warning": t.warning if t and t.warning is not None else level.threshold,
+                    "warning_explicit": bool(t and t.warning is not None),
                     "critical": (t.critical if t and t.critical is not None else level.critical_threshold) or 0,
                     "lead_time_days": t.lead_time_days if t else None})
     return out
 
 
 def daily_units(*, products: Sequence[str], end: datetime, days: int) -> np.ndarray:
-    """Units sold per product in each of the `days` 24-hour windows before `end` (hour rollups)."""
+    """Units sold per product in each of the `days` 24-hour windows before `end` (hour rollups); NaN for
+    windows that end before the tenant's first product sales data (unknown, not zero: a new tenant)."""
     out = np.zeros((len(products), days))
     if not products:
         return out
     start = end - pd.Timedelta(days=days)
     with connection.cursor() as cursor:
+        cursor.execute("SELECT min(bucket_start) FROM scoring_kpibucket WHERE granularity = 'hour' "
+                       "AND dimension = 'product'")
+        first = cursor.fetchone()[0]
+        if first is None:
+            return out
+        # a window counts once the data covers most of it (the first, partial day is still a busy day)
+        known = int((end - first).total_seconds() // 86400)
+        if known < days:
+            out[:, :days - max(known, 1)] = np.nan
         cursor.execute(
             """SELECT value, floor(extract(epoch FROM (%s - bucket_start)) / 86400)::int, sum(units)::float8
                FROM scoring_kpibucket WHERE granularity = 'hour' AND dimension = 'product' AND value = ANY(%s)

@@ -295,10 +295,11 @@ def _evaluate_group(*, tenant: Any, cfg: Any, granularity: str, cadence: Cadence
     T = g1 - lo + 1
     utc = selectors.index_utc(np.arange(lo, g1 + 1), c, tz)
     values, num, den = _matrices(members, granularity, c, tz, lo, T, utc, first)
+    baseline = _rate_baseline(members, c, tz, lo, T, g0, g1, first) if c < 3600 and granularity != "native" else None
 
     engine = GroupEngine([m.spec for m in members], cadence, lo, values, utc, numerators=num, denominators=den,
                          prophet_refit_buckets=refit_buckets, seasonal=c >= 3600,
-                         runs=_runs(members, c, tz, rewound))
+                         runs=_runs(members, c, tz, rewound), baseline=baseline)
     fits = {f.state_id: f for f in SeriesFit.objects.filter(state__in=[m.state for m in members], detector="prophet")}
     for r, m in enumerate(members):
         if rewound[r]:
@@ -318,6 +319,53 @@ def _evaluate_group(*, tenant: Any, cfg: Any, granularity: str, cadence: Cadence
     created, updated = _write_incidents(tenant, engine, members, granularity, c, tz)
     _save_states(engine, members, starts, g1, c, tz, utc, lo)
     return {"series": len(members), "buckets": engine.evaluated, "created": created, "updated": updated}
+
+
+def _rate_baseline(members: list[Member], c: int, tz: str, lo: int, T: int, g0: int, g1: int,
+                   first: np.ndarray) -> np.ndarray | None:
+    """Expected count per sub-hourly bucket of count series, for the buckets to evaluate [g0, g1]: the
+    seasonal rate of its local hour from the hour rollups (scoring.kpi.baseline), spread evenly. Reads
+    only the slots used (same hour-of-week in 5 previous weeks, same hour on 7 previous days)."""
+    from scoring.kpi.baseline import DAYS, WEEKS, slot_expected
+
+    rows = [i for i, m in enumerate(members) if m.spec.kind == "count" and "seasonal_z" in m.spec.detectors
+            and 3600 % c == 0]
+    if not rows:
+        return None
+    per_hour = 3600 // c
+    idx = np.arange(g0, g1 + 1)
+    hours = np.unique(idx // per_hour)
+    weeks = hours[:, None] - 168 * np.arange(1, WEEKS + 1)[None, :]
+    days = hours[:, None] - 24 * np.arange(1, DAYS + 1)[None, :]
+    slots = np.unique(np.r_[weeks.ravel(), days.ravel()])
+    slot_utc = selectors.index_utc(slots, 3600, tz)
+    keys = sorted({(members[i].spec.dimension, members[i].spec.value) for i in rows})
+    measures = sorted({KPIS[members[i].spec.metric].numerator for i in rows})
+    frame = selectors.kpi_frames(granularity="hour", keys=keys, start=selectors.utc_datetime(int(slot_utc.min())),
+                                 end=selectors.utc_datetime(int(slot_utc.max()) + 3600), measures=measures,
+                                 at=[selectors.utc_datetime(int(x)) for x in slot_utc])
+    kpos = {k: i for i, k in enumerate(keys)}
+    spos = {int(x): i for i, x in enumerate(slot_utc)}
+    out = np.full((len(members), T), np.nan)
+    for name in measures:
+        grid = np.zeros((len(keys), slots.size))
+        if len(frame):
+            ki = np.array([kpos[(d, v)] for d, v in zip(frame["dimension"], frame["value"], strict=True)])
+            si = np.array([spos.get(int(e), -1) for e in frame["epoch"]])
+            ok = si >= 0
+            np.add.at(grid, (ki[ok], si[ok]), frame[name].to_numpy(dtype=float)[ok])
+        sel = np.array([i for i in rows if KPIS[members[i].spec.metric].numerator == name], dtype=np.int64)
+        if sel.size == 0:
+            continue
+        series = grid[[kpos[(members[i].spec.dimension, members[i].spec.value)] for i in sel]]
+        # before the series' first data: unknown, not zero
+        series = np.where(slots[None, :] * per_hour >= first[sel][:, None], series, np.nan)
+        w = series[:, np.searchsorted(slots, weeks)]  # series x hours x weeks
+        d = series[:, np.searchsorted(slots, days)]
+        per_hour_expected = slot_expected(w.reshape(-1, WEEKS), d.reshape(-1, DAYS)).reshape(sel.size, hours.size)
+        per_bucket = per_hour_expected / per_hour
+        out[np.ix_(sel, idx - lo)] = per_bucket[:, np.searchsorted(hours, idx // per_hour)]
+    return out
 
 
 def _matrices(members: list[Member], granularity: str, c: int, tz: str, lo: int, T: int, utc: np.ndarray,
@@ -745,10 +793,12 @@ def _save_states_fits_only(engine: GroupEngine, members: list[Member]) -> None:
 # ----------------------------------------------------------------------------- stock
 
 def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str, int]:
-    """Stock alerts, once per crossing: the level against warning/critical thresholds, and days of cover
-    from recent sales velocity (hour rollups) against the reorder lead time, which warns before the
-    threshold is reached when demand surges."""
-    from scoring.kpi.stock import sales_velocity_per_day, stockout_forecast
+    """Stock alerts per episode (scoring.kpi.stock.stock_episodes): an episode opens when a product
+    reaches its reorder point or a stock-out is predicted and closes on the restock; within it one alert
+    when stock is predicted to run out before the expected restock (reorder point reached + lead time;
+    velocity: the pace at which the level falls, sales rollups as its prior), one when it is out. Crossing the reorder point alone is the normal restock cycle: it alerts
+    only where the tenant configured that warning threshold itself (StockThreshold.warning)."""
+    from scoring.kpi.stock import depletion_velocity, sales_velocity_per_day, stock_episodes
     from tenants.config import tenant_section
     from tenants.selectors import tenant_current
 
@@ -760,70 +810,80 @@ def stock_check(*, tenant: Any = None, now: datetime | None = None) -> dict[str,
         return {"products": 0, "alerts": 0}
     products = [r["product_id"] for r in rows]
     units = selectors.daily_units(products=products, end=now, days=cfg.stock_velocity_days)
-    velocity = sales_velocity_per_day(units, window_days=cfg.stock_velocity_days)
+    sales = sales_velocity_per_day(units, window_days=cfg.stock_velocity_days)
     level = np.array([r["level"] for r in rows], dtype=float)
     warn = np.array([r["warning"] if r["warning"] is not None else -1 for r in rows], dtype=float)
     crit = np.array([r["critical"] for r in rows], dtype=float)
     lead = np.array([r["lead_time_days"] if r["lead_time_days"] is not None else cfg.stock_lead_time_days
                      for r in rows], dtype=float)
-    fc = stockout_forecast(level, velocity, lead, warning_threshold=warn, critical_threshold=crit,
-                           safety_days=cfg.stock_safety_days, now=np.datetime64(now.replace(tzinfo=None), "s"))
-    level_state = np.where(level <= crit, "critical", np.where(level <= warn, "warning", "ok"))
-    cover = fc.days_of_cover
-    cover_state = np.where(cover <= lead, "critical",
-                           np.where((fc.days_to_critical <= lead) | (cover <= lead + cfg.stock_safety_days),
-                                    "warning", "ok"))
-    cover_state = np.where(level_state != "ok", "ok", cover_state)  # the level alert already says it
-    # hysteresis: a cover alert re-arms only once cover is clearly back (x1.5), or the level alert took
-    # over, so sales noise around the cut does not flap ok -> warning -> ok -> warning
-    clear = (cover > 1.5 * (lead + cfg.stock_safety_days)) | (level_state != "ok")
-    states = {(s.product_id, s.kind): s for s in StockAlertState.objects.filter(product_id__in=products)}
+    states = {s.product_id: s for s in StockAlertState.objects.filter(product_id__in=products, kind="episode")}
+    prior = [states.get(p) or StockAlertState(product_id=p, kind="episode") for p in products]
+
+    def naive(moment: datetime | None) -> np.datetime64:
+        if moment is None:
+            return np.datetime64("NaT", "s")
+        return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "s")
+
+    # the level's own pace, the sales velocity from rollups as its prior: stock-outs are about the level,
+    # and rollups may credit a product with a whole basket's units (or miss lines of it)
+    level_at = [naive(r["updated_at"]) for r in rows]
+    known = [s.velocity if s.velocity is not None else np.nan for s in prior]
+    velocity = depletion_velocity(np.where(np.isfinite(known), known, sales),
+                                  [np.nan if s.last_level is None else s.last_level for s in prior],
+                                  [naive(s.level_at) for s in prior], level, level_at,
+                                  window_days=cfg.stock_velocity_days)
+    step = stock_episodes([s.level for s in prior], [naive(s.reorder_at) for s in prior],
+                          [np.nan if s.last_level is None else s.last_level for s in prior], level, velocity, lead,
+                          warning_threshold=warn, critical_threshold=crit, safety_days=cfg.stock_safety_days,
+                          alert_low=[bool(r.get("warning_explicit")) for r in rows], now=naive(now),
+                          level_at=level_at)
     new: list[Anomaly] = []
     touched: list[StockAlertState] = []
-    order = {"ok": 0, "warning": 1, "critical": 2}
-    for i, r in enumerate(rows):
-        for check, current in (("level", str(level_state[i])), ("cover", str(cover_state[i]))):
-            st = states.get((r["product_id"], check)) or StockAlertState(product_id=r["product_id"], kind=check)
-            previous = st.level
-            if check == "cover" and current == "ok" and previous != "ok" and not clear[i]:
-                current = previous
-            if current == previous:
-                continue
-            st.level, st.updated_at = current, now
-            touched.append(st)
-            if order[current] <= order[previous]:
-                continue  # recovery or improvement: no alert, the next crossing alerts again
-            new.append(_stock_anomaly(tenant, r, check, current, level[i], warn[i], crit[i], velocity[i], cover[i],
-                                      fc.stockout_at[i], str(fc.reason[i]), lead[i], now))
+    for i, (r, st) in enumerate(zip(rows, prior, strict=True)):
+        reorder = step.reorder_at[i]
+        reorder_at = None if np.isnat(reorder) else pd.Timestamp(reorder).tz_localize("UTC").to_pydatetime()
+        state = str(step.state[i])
+        if (state, reorder_at, float(level[i])) == (st.level, st.reorder_at, st.last_level) and st.pk is not None:
+            continue
+        st.level, st.reorder_at, st.last_level, st.updated_at = state, reorder_at, float(level[i]), now
+        st.level_at, st.velocity = r["updated_at"], float(velocity[i])
+        touched.append(st)
+        if step.alert[i]:
+            new.append(_stock_anomaly(r, str(step.alert[i]), level[i], warn[i], crit[i], velocity[i],
+                                      step.days_of_cover[i], step.stockout_at[i], step.restock_expected_at[i],
+                                      str(step.reason[i]), lead[i], now))
     if touched:
         StockAlertState.objects.bulk_create([s for s in touched if s.pk is None])
-        StockAlertState.objects.bulk_update([s for s in touched if s.pk is not None], ["level", "updated_at"])
+        StockAlertState.objects.bulk_update([s for s in touched if s.pk is not None],
+                                            ["level", "reorder_at", "last_level", "level_at", "velocity",
+                                             "updated_at"])
     anomalies_record(anomalies=new)
     return {"products": len(rows), "alerts": len(new)}
 
 
-def _stock_anomaly(tenant: Any, row: dict[str, Any], check: str, level_name: str, level: float, warn: float,
-                   crit: float, velocity: float, cover: float, stockout_at: Any, reason: str, lead: float,
+def _stock_anomaly(row: dict[str, Any], alert: str, level: float, warn: float, crit: float, velocity: float,
+                   cover: float, stockout_at: Any, restock_at: Any, reason: str, lead: float,
                    now: datetime) -> Anomaly:
     product = row["product_id"]
-    severity = {"warning": "medium", "critical": "critical" if level <= 0 else "high"}[level_name]
     cover_days = float(cover) if np.isfinite(cover) else None
     impact: dict[str, Any] = {"days_of_cover": cover_days, "velocity_per_day": round(float(velocity), 3),
-                              "lead_time_days": float(lead), "level": level_name}
-    if not pd.isna(stockout_at):
-        impact["stockout_at"] = pd.Timestamp(stockout_at).tz_localize("UTC").isoformat()
-    if check == "level":
-        threshold = crit if level_name == "critical" else warn
-        text = f"stock {level:.0f} at/below {level_name} threshold {threshold:.0f}"
+                              "lead_time_days": float(lead), "level": alert}
+    for key, moment in (("stockout_at", stockout_at), ("restock_expected_at", restock_at)):
+        if not pd.isna(moment):
+            impact[key] = pd.Timestamp(moment).tz_localize("UTC").isoformat()
+    if alert in ("out", "low"):
+        threshold = crit if alert == "out" else warn
+        severity = ("critical" if level <= 0 else "high") if alert == "out" else "medium"
         return Anomaly(kind="stock", occurred_at=row["updated_at"], metric="stock_level", dimensions={"product": product},
-                       entity=product, score=1.0 if level_name == "critical" else 0.75, severity=severity,
+                       entity=product, score=1.0 if alert == "out" else 0.75, severity=severity,
                        direction="down", expected=float(threshold), observed=float(level), impact=impact,
-                       reasons=[{"detector": "stock_threshold", "text": text, "value": float(level),
+                       reasons=[{"detector": "stock_threshold", "text": reason, "value": float(level),
                                  "threshold": float(threshold)}], detectors={"stock_threshold": 1.0})
-    text = reason or f"{cover:.1f} days of cover at {velocity:.1f} units/day"
+    # predicted: high when even a reorder placed now could not arrive in time, medium otherwise
+    severity = "high" if cover_days is not None and cover_days <= lead else "medium"
     # the same metric as the level alert (it is the level's future): the detector tells them apart
     return Anomaly(kind="stock", occurred_at=now, metric="stock_level", dimensions={"product": product},
-                   entity=product, score=1.0 if level_name == "critical" else 0.75, severity=severity,
+                   entity=product, score=1.0 if severity == "high" else 0.75, severity=severity,
                    direction="down", expected=float(lead), observed=cover_days, impact=impact,
-                   reasons=[{"detector": "stockout_forecast", "text": text, "value": cover_days or 0.0,
+                   reasons=[{"detector": "stockout_forecast", "text": reason, "value": cover_days or 0.0,
                              "threshold": float(lead)}], detectors={"stockout_forecast": 1.0})

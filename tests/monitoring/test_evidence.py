@@ -4,7 +4,7 @@ anomaly per incident within one evaluation walk."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -97,3 +97,44 @@ def test_several_incidents_of_one_series_in_one_walk_are_distinct(tenant_a) -> N
     assert keys and max(keys.values()) == 1, keys
     assert sorted((a.occurred_at - T0) / timedelta(hours=1) for a in drops) == [24 * 7 + 10, 24 * 7 + 20, 24 * 8 + 11]
     assert all(a.fingerprint.endswith("@hour") for a in drops)
+
+
+def _minute_shop(silence: tuple[int, int] | None) -> datetime:
+    """Three weeks of hour rollups at 6 orders/hour (and the minute series' first bucket), then 14 hours
+    of minute rollups at 0.1/minute; returns the end. `silence`: [start, end) minutes of the last 14 h at 0."""
+    rng = np.random.default_rng(1)  # its longest natural gap between orders: 47 minutes
+    hours = 24 * 21 + 14
+    put_hours(np.full(hours, 6))
+    end = T0 + timedelta(hours=hours)
+    minutes = rng.poisson(0.1, 14 * 60)
+    if silence:
+        minutes[silence[0]:silence[1]] = 0
+    start = end - timedelta(hours=14)
+    rows = [KpiBucket(granularity="minute", bucket_start=T0, dimension="total", value="", orders=1)]
+    rows += [KpiBucket(granularity="minute", bucket_start=start + timedelta(minutes=i), dimension="total", value="",
+                       orders=int(n)) for i, n in enumerate(minutes) if n > 0]
+    KpiBucket.objects.bulk_create(rows)
+    # evaluated up to 11 hours before the end: the walk covers the last 11 hours
+    SeriesState.objects.create(metric="orders", dimension="total", value="", granularity="minute",
+                               last_bucket=end - timedelta(hours=11))
+    return end
+
+
+def test_minute_silence_of_a_small_shop_against_its_hourly_rate(tenant_a) -> None:  # type: ignore[no-untyped-def]
+    no_defaults()
+    watch("orders", granularity="minute", direction="down", min_duration=10)
+    end = _minute_shop((6 * 60, 8 * 60))  # two hours without an order where 12 were expected
+    kpi_evaluate(tenant=tenant_a.tenant, now=end + timedelta(minutes=3), granularities={"minute"})
+    found = list(Anomaly.objects.filter(kind="kpi", metric="orders"))
+    assert len(found) == 1, [(a.occurred_at, a.observed) for a in found]
+    silent_from = end - timedelta(hours=8)
+    assert silent_from - timedelta(minutes=10) <= found[0].occurred_at <= silent_from
+    assert found[0].detected_at is not None and found[0].fingerprint.endswith("@minute")
+
+
+def test_minute_series_of_a_small_shop_without_silence_is_quiet(tenant_a) -> None:  # type: ignore[no-untyped-def]
+    no_defaults()
+    watch("orders", granularity="minute", direction="down", min_duration=10)
+    end = _minute_shop(None)
+    assert kpi_evaluate(tenant=tenant_a.tenant, now=end + timedelta(minutes=3), granularities={"minute"})["buckets"] > 600
+    assert not Anomaly.objects.filter(kind="kpi").exists()

@@ -23,22 +23,37 @@ def _sales(product: str, per_day: int, days: int = 7) -> None:
         for h in range(1, 24 * days + 1)])
 
 
-def test_stock_thresholds_alert_once_per_crossing(tenant_a) -> None:  # type: ignore[no-untyped-def]
+def test_stock_alerts_once_per_episode(tenant_a) -> None:  # type: ignore[no-untyped-def]
     StockLevel.objects.create(product_id="sku-1", level=50, threshold=20, updated_at=NOW)
     StockThreshold.objects.create(product_id="sku-1", critical=5)
+    _sales("sku-1", 2)
     assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
-    StockLevel.objects.filter(product_id="sku-1").update(level=15)
-    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1
-    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0  # still below: no repeat
+    StockLevel.objects.filter(product_id="sku-1").update(level=15)  # reorder point: the normal cycle
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
     StockLevel.objects.filter(product_id="sku-1").update(level=3)
-    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1  # warning -> critical
-    StockLevel.objects.filter(product_id="sku-1").update(level=100)  # restocked
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1  # at/below critical: out
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0  # still out: no repeat
+    StockLevel.objects.filter(product_id="sku-1").update(level=4)  # a return: not a restock
     assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
-    StockLevel.objects.filter(product_id="sku-1").update(level=10)
-    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1  # a new crossing alerts again
+    StockLevel.objects.filter(product_id="sku-1").update(level=100)  # restocked: episode closed
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
+    StockLevel.objects.filter(product_id="sku-1").update(level=2)
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1  # a new episode alerts again
     levels = list(Anomaly.objects.filter(kind="stock", detectors__has_key="stock_threshold").order_by("id")
                   .values_list("severity", "entity", "observed"))
-    assert levels == [("medium", "sku-1", 15.0), ("high", "sku-1", 3.0), ("medium", "sku-1", 10.0)]
+    assert levels == [("high", "sku-1", 3.0), ("high", "sku-1", 2.0)]
+
+
+def test_configured_warning_threshold_alerts_its_crossing(tenant_a) -> None:  # type: ignore[no-untyped-def]
+    StockLevel.objects.create(product_id="sku-2", level=50, threshold=20, updated_at=NOW)
+    StockThreshold.objects.create(product_id="sku-2", warning=30)
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
+    StockLevel.objects.filter(product_id="sku-2").update(level=25)
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 1
+    StockLevel.objects.filter(product_id="sku-2").update(level=22)
+    assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
+    a = Anomaly.objects.get(kind="stock")
+    assert (a.severity, a.observed, a.expected) == ("medium", 25.0, 30.0)
 
 
 def test_high_demand_predicts_stockout_before_the_threshold(tenant_a) -> None:  # type: ignore[no-untyped-def]
@@ -52,6 +67,7 @@ def test_high_demand_predicts_stockout_before_the_threshold(tenant_a) -> None:  
     assert a.entity == "hot" and a.detectors == {"stockout_forecast": 1.0} and a.severity == "high"
     assert abs(a.impact["days_of_cover"] - 2.5) < 0.1 and abs(a.impact["velocity_per_day"] - 120) < 1
     assert a.impact["stockout_at"].startswith("2026-03-23")
+    assert "before the expected restock" in a.reasons[0]["text"]
     assert stock_check(tenant=tenant_a.tenant, now=NOW)["alerts"] == 0
 
 
