@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,11 +77,28 @@ def event_keys_claim(*, batch_id: int, event_ids: list[str]) -> set[str]:
 
 
 def batch_events_load(batch_id: int) -> list[dict[str, Any]]:
-    """Every event of a batch as dicts (columns of the events table), in occurred_at order."""
+    """Every event of a batch as dicts (columns of the events table), in occurred_at order;
+    `attributes` decoded (see event_attributes)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, {', '.join(COPY_COLUMNS)} FROM events WHERE batch_id = %s ORDER BY occurred_at, id",
             [batch_id],
         )
         names = [col.name for col in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        events = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for event in events:
+        if event["attributes"] is not None:
+            event["attributes"] = event_attributes(event)
+    return events
+
+
+def event_attributes(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An event's attributes as a dict. Rows read through a raw cursor carry the jsonb as text
+    (Django's psycopg backend leaves JSON undecoded for JSONField to decode), validated ones a dict."""
+    value = event.get("attributes")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None

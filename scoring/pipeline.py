@@ -70,10 +70,12 @@ def transaction_inputs(events: Sequence[Mapping[str, Any]]) -> list[dict[str, An
     A card fingerprint sent as `attributes.card_fingerprint` stands for the payment method: it is
     what "distinct cards per customer" must count (the method alone, "card", would hide card testing).
     """
+    from ingestion.storage import event_attributes
+
     out = []
     for e in events:
-        attrs = e.get("attributes")
-        card = attrs.get("card_fingerprint") if isinstance(attrs, dict) else None
+        attrs = event_attributes(e)
+        card = attrs.get("card_fingerprint") if attrs else None
         out.append({
             "event_id": e.get("event_id"), "type": e.get("type"),
             "timestamp": e.get("occurred_at") or e.get("timestamp"), "customer_id": e.get("customer_id"),

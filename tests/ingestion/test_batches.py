@@ -188,3 +188,14 @@ def test_after_response_hand_offs_queued_together_share_one_task(settings, monke
     services._hand_over_coalesced(14, "t_one")
     drained()
     assert sent[-1] == ((14,), {"headers": {SCHEMA_HEADER: "t_one"}})
+
+
+def test_stored_events_come_back_with_their_attributes_decoded(tenant_a) -> None:  # type: ignore[no-untyped-def]
+    """Consumers read attributes (card fingerprints, order items) from stored events: a raw cursor
+    returns jsonb as text, so the loader decodes it."""
+    from ingestion.storage import batch_events_load
+
+    event = {**_events(1, "attr-")[0], "attributes": {"card_fingerprint": "fp-1", "items": [{"sku": "a"}]}}
+    result = events_ingest(tenant=tenant_a.tenant, raw_events=[event], source="api")
+    (loaded,) = batch_events_load(result.batch_id)
+    assert loaded["attributes"] == {"card_fingerprint": "fp-1", "items": [{"sku": "a"}]}

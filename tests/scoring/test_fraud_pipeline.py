@@ -338,3 +338,17 @@ def test_the_consumers_queries_do_not_grow_with_the_anomalies_of_a_batch(tenant_
     with django_assert_max_num_queries(len(few.captured_queries)):
         ingest_and_consume(tenant_a.tenant, many)
     assert Anomaly.objects.filter(event_ids__0__startswith="w").count() >= 50
+
+
+def test_stored_payments_count_their_card_fingerprints(tenant_a):
+    """Card testing is one customer trying many cards: the consumer reads each stored payment's card
+    fingerprint (attributes), so distinct cards are counted, not the one payment method 'card'."""
+    from learning.models import ScoredEvent
+    from learning.log import LOG_FEATURES
+
+    start = recent(2)
+    events = [payment(f"fp{i}", start + timedelta(minutes=i), customer="fp-cust", amount=20, card=f"fp-card{i}")
+              for i in range(4)]
+    ingest_and_consume(tenant_a.tenant, events)
+    last = ScoredEvent.objects.get(event_id="fp3")
+    assert last.features[LOG_FEATURES.index("cust_distinct_payment_methods_24h")] == 4
