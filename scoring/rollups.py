@@ -42,6 +42,8 @@ KPIS: dict[str, Kpi] = {
     "payments": Kpi("payments"),
     "payments_failed": Kpi("payments_failed"),
     "aov": Kpi("revenue", "orders", money=True),
+    # Average selling price (per product: from the order lines, see measures_frame).
+    "avg_unit_price": Kpi("revenue", "units", money=True),
     "ctr": Kpi("sessions", "impressions"),
     "conversion_rate": Kpi("orders", "sessions"),
     "return_rate": Kpi("returns", "orders"),
@@ -50,12 +52,18 @@ KPIS: dict[str, Kpi] = {
 
 
 def measures_frame(events: list[dict[str, Any]], rates: dict[str, float]) -> pd.DataFrame:
-    """One row per event with its additive KPI measures (amounts in the tenant's currency)."""
+    """One row per event with its additive KPI measures (amounts in the tenant's currency), plus one
+    row per line of an order that lists its items (`attributes.items`: product_id, quantity,
+    unit_price). Line rows (`line` True) carry only the product dimension and feed only it: revenue,
+    units and orders per product come from the lines (an order counts once for each product in it),
+    not from crediting the whole basket to the order's main product; the order's own row then feeds
+    every other dimension and the total."""
     frame = pd.DataFrame.from_records(events, columns=["type", "occurred_at", "amount", "currency", "quantity",
                                                         "status", *DIMENSIONS.values()])
     kind = frame["type"].to_numpy()
     amount = pd.to_numeric(frame["amount"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    amount = amount * frame["currency"].map(rates).fillna(1.0).to_numpy(dtype=float)
+    rate = frame["currency"].map(rates).fillna(1.0).to_numpy(dtype=float)
+    amount = amount * rate
     quantity = pd.to_numeric(frame["quantity"], errors="coerce").fillna(1).to_numpy(dtype=np.int64)
     is_order, is_return, is_payment = kind == "order", kind == "return", kind == "payment"
     out = pd.DataFrame({
@@ -72,8 +80,55 @@ def measures_frame(events: list[dict[str, Any]], rates: dict[str, float]) -> pd.
     })
     for dim, column in DIMENSIONS.items():
         out[dim] = frame[column].fillna("").astype(str).to_numpy()
+    out["line"] = False
+    lines = _order_lines(events, np.flatnonzero(is_order), rate)
+    if lines:
+        by_lines = np.array(sorted({i for i, *_ in lines}), dtype=np.int64)
+        out.loc[by_lines, "product"] = ""  # the order's product figures come from its lines
     relevant = is_order | is_return | is_payment | (kind == "click") | (kind == "impression")
-    return out[relevant]
+    out = out[relevant]
+    if not lines:
+        return out
+    idx = np.array([i for i, *_ in lines], dtype=np.int64)
+    extra = pd.DataFrame({m: np.zeros(len(lines), dtype=out[m].dtype) for m in MEASURES})
+    extra.insert(0, "occurred_at", out["occurred_at"].reindex(idx).to_numpy())
+    extra["revenue"] = np.array([revenue for _, _, _, revenue in lines], dtype=np.float64)
+    extra["orders"] = 1
+    extra["units"] = np.array([units for _, _, units, _ in lines], dtype=np.int64)
+    for dim in DIMENSIONS:
+        extra[dim] = ""
+    extra["product"] = [product for _, product, _, _ in lines]
+    extra["line"] = True
+    return pd.concat([out, extra], ignore_index=True)
+
+
+def _order_lines(events: list[dict[str, Any]], orders: np.ndarray,
+                 rate: np.ndarray) -> list[tuple[int, str, int, float]]:
+    """(event index, product, units, revenue) per product of each order with well-formed items
+    (an order whose items do not parse keeps crediting its own product_id)."""
+    from ingestion.storage import event_attributes
+
+    out: list[tuple[int, str, int, float]] = []
+    for i in orders.tolist():
+        attributes = event_attributes(events[i])
+        items = attributes.get("items") if attributes else None
+        if not isinstance(items, list) or not items:
+            continue
+        per: dict[str, list[float]] = {}
+        try:
+            for item in items:
+                product = str(item["product_id"])
+                units = int(item.get("quantity") or 1)
+                price = float(item["unit_price"])
+                if not product or units < 0 or not np.isfinite(price):
+                    raise ValueError(product)
+                entry = per.setdefault(product, [0, 0.0])
+                entry[0] += units
+                entry[1] += units * price * float(rate[i])
+        except (KeyError, TypeError, ValueError):
+            continue
+        out += [(i, product, int(units), revenue) for product, (units, revenue) in per.items()]
+    return out
 
 
 def bucket_starts(moments: pd.Series, granularity: str, tz: str) -> pd.Series:
@@ -101,6 +156,7 @@ def bucket_rows(measures: pd.DataFrame, *, tz: str, minute_dimensions: Iterable[
     matrix = np.column_stack([measures[m].to_numpy(dtype=np.float64) for m in MEASURES])
     is_int = [measures[m].dtype.kind in "iub" for m in MEASURES]
     dims = {dim: pd.factorize(measures[dim].to_numpy()) for dim in DIMENSIONS}
+    is_line = measures["line"].to_numpy(dtype=bool) if "line" in measures else np.zeros(len(measures), dtype=bool)
     rows: list[tuple[Any, ...]] = []
     for granularity in GRANULARITIES:
         b_codes, b_uniques = pd.factorize(bucket_starts(measures["occurred_at"], granularity, tz))
@@ -108,8 +164,9 @@ def bucket_rows(measures: pd.DataFrame, *, tz: str, minute_dimensions: Iterable[
         for dim in ("total", *DIMENSIONS):
             if granularity == "minute" and dim not in minute_dims:
                 continue
-            if dim == "total":
-                keys, labels, part = b_codes.astype(np.int64), [""], matrix
+            if dim == "total":  # every event once: not the order lines
+                keep = ~is_line
+                keys, labels, part = b_codes[keep].astype(np.int64), [""], matrix[keep]
             else:
                 d_codes, d_uniques = dims[dim]
                 keep = np.asarray(d_uniques, dtype=object)[d_codes] != ""

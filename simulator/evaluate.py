@@ -119,9 +119,18 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else math.nan
 
 
+# Labels name dimensions by event field (product_id, store_id); KPI anomalies by KPI dimension
+# (product, store). Without this a product-scoped label would accept any product's anomaly.
+_DIMENSION_ALIASES = {"product_id": "product", "store_id": "store"}
+
+
 def dims_compatible(label_dims: Mapping[str, Any], anomaly_dims: Mapping[str, Any]) -> bool:
-    """No key present on both sides may disagree."""
-    return all(str(anomaly_dims[k]) == str(v) for k, v in label_dims.items() if k in anomaly_dims)
+    """No dimension present on both sides may disagree (event-field and KPI names are one dimension)."""
+    def norm(dims: Mapping[str, Any]) -> dict[str, str]:
+        return {_DIMENSION_ALIASES.get(k, k): str(v) for k, v in dims.items()}
+
+    anomaly = norm(anomaly_dims)
+    return all(anomaly[k] == v for k, v in norm(label_dims).items() if k in anomaly)
 
 
 def kpi_match(label: Label, d: Detection, tolerance: timedelta) -> bool:

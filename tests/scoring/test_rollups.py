@@ -140,3 +140,29 @@ def test_amounts_in_other_currencies_are_converted_or_refused(tenant_a) -> None:
     batch_run(result.batch_id)
     day = KpiBucket.objects.get(granularity="day", dimension="total", bucket_start=datetime(2026, 6, 1, tzinfo=UTC))
     assert day.revenue == Decimal("110.0000")
+
+
+def test_product_figures_come_from_the_order_lines(tenant_a) -> None:  # type: ignore[no-untyped-def]
+    """An order that lists its items credits each product with its own lines (revenue, units, one
+    order each); the order itself counts once in the total and the channel. Without items, the
+    order's product_id gets the whole order, as before."""
+    connection.set_tenant(tenant_a.tenant)
+    at = datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
+    basket = {"event_id": "lines-1", "type": "order", "timestamp": at.isoformat(), "amount": "130.00",
+              "quantity": 4, "order_id": "o-lines-1", "channel": "email", "product_id": "sku-a",
+              "attributes": {"items": [{"product_id": "sku-a", "quantity": 1, "unit_price": "100.00"},
+                                       {"product_id": "sku-b", "quantity": 2, "unit_price": "10.00"},
+                                       {"product_id": "sku-b", "quantity": 1, "unit_price": "10.00"}]}}
+    plain = {"event_id": "lines-2", "type": "order", "timestamp": (at + timedelta(minutes=5)).isoformat(),
+             "amount": "40.00", "quantity": 2, "order_id": "o-lines-2", "channel": "email", "product_id": "sku-b"}
+    _ingest_and_roll(tenant_a.tenant, [basket, plain])
+    hour = datetime(2026, 3, 2, 10, tzinfo=UTC)
+
+    def bucket(dimension: str, value: str) -> tuple[Decimal, int, int]:
+        b = KpiBucket.objects.get(granularity="hour", dimension=dimension, value=value, bucket_start=hour)
+        return b.revenue, b.orders, b.units
+
+    assert bucket("product", "sku-a") == (Decimal("100"), 1, 1)
+    assert bucket("product", "sku-b") == (Decimal("70"), 2, 5)  # 3 x 10 from the basket + the plain order
+    assert bucket("total", "") == (Decimal("170"), 2, 6)
+    assert bucket("channel", "email") == (Decimal("170"), 2, 6)

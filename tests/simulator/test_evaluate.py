@@ -112,6 +112,10 @@ def test_dims_compatible() -> None:
     assert dims_compatible({"channel": "a"}, {})
     assert dims_compatible({}, {"channel": "a"})
     assert not dims_compatible({"channel": "a"}, {"channel": "b"})
+    # A label's event-field name and an anomaly's KPI dimension name are the same dimension.
+    assert not dims_compatible({"product_id": "SKU-4"}, {"product": "SKU-21"})
+    assert dims_compatible({"product_id": "SKU-4"}, {"product": "SKU-4", "channel": "web"})
+    assert not dims_compatible({"store_id": "s1"}, {"store": "s2"})
 
 
 def test_empty_inputs() -> None:
