@@ -111,7 +111,9 @@ def throughput(args: argparse.Namespace, tenant: dict) -> None:
     emit({"bench": "scoring_async_throughput", "batch_events": args.batch, "batches": args.batches,
           "consume_events_per_s": round(n_total / sum(consume)), "best_batch_events_per_s":
           round(args.batch / min(consume)), "load_from_postgres_events_per_s": round(n_total / sum(load)),
-          "anomalies": Anomaly.objects.count(), "process": "one (this one)"})
+          "anomalies": Anomaly.objects.count(),
+          "flagged_share": round(Anomaly.objects.count() / max(1, n_total + args.batch), 4),  # warm-up batch included
+          "process": "one (this one)"})
 
 
 def latency(args: argparse.Namespace, tenant: dict) -> None:
