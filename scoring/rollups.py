@@ -81,7 +81,7 @@ def measures_frame(events: list[dict[str, Any]], rates: dict[str, float]) -> pd.
     for dim, column in DIMENSIONS.items():
         out[dim] = frame[column].fillna("").astype(str).to_numpy()
     out["line"] = False
-    lines = _order_lines(events, np.flatnonzero(is_order), rate)
+    lines = order_lines(events, np.flatnonzero(is_order), rate)
     if lines:
         by_lines = np.array(sorted({i for i, *_ in lines}), dtype=np.int64)
         out.loc[by_lines, "product"] = ""  # the order's product figures come from its lines
@@ -102,7 +102,7 @@ def measures_frame(events: list[dict[str, Any]], rates: dict[str, float]) -> pd.
     return pd.concat([out, extra], ignore_index=True)
 
 
-def _order_lines(events: list[dict[str, Any]], orders: np.ndarray,
+def order_lines(events: list[dict[str, Any]], orders: np.ndarray,
                  rate: np.ndarray) -> list[tuple[int, str, int, float]]:
     """(event index, product, units, revenue) per product of each order with well-formed items
     (an order whose items do not parse keeps crediting its own product_id)."""

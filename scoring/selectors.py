@@ -58,8 +58,9 @@ def kpi_series(*, tenant: Any, metric: str, granularity: str, start: datetime, e
             grouped[row["value"]].append(row)
         source = "rollup"
     else:
-        grouped = _aggregate_events(tenant=tenant, granularity=granularity, start=start, end=end,
-                                    group_by=group_by, filters=filters)
+        aggregate = _aggregate_event_lines if "product" in filter_dims or group_by == "product" else _aggregate_events
+        grouped = aggregate(tenant=tenant, granularity=granularity, start=start, end=end, group_by=group_by,
+                            filters=filters)
         source = "events"
     series = []
     for value, rows_ in sorted(grouped.items()):
@@ -103,6 +104,63 @@ def _aggregate_events(*, tenant: Any, granularity: str, start: datetime, end: da
         for row in cursor.fetchall():
             record = dict(zip(names, row, strict=True))
             grouped[record["value"]].append(record)
+    return grouped
+
+
+def _aggregate_event_lines(*, tenant: Any, granularity: str, start: datetime, end: datetime,
+                           group_by: str | None, filters: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """The raw-event answer when the product dimension is involved, counted as the rollups count it:
+    an order that lists its items credits each product with its own lines (revenue, units, one order
+    per product), other events their own product_id."""
+    import numpy as np
+
+    from .config import fx_rates_for
+    from .rollups import order_lines
+
+    rates = fx_rates_for(tenant)
+    where = ["occurred_at >= %(start)s", "occurred_at < %(end)s"]
+    params: dict[str, Any] = {"start": start, "end": end}
+    for i, (dim, value) in enumerate(sorted(filters.items())):
+        if dim != "product":
+            where.append(f"{DIMENSIONS[dim]} = %(f{i})s")
+            params[f"f{i}"] = value
+    columns = ["type", "occurred_at", "amount", "currency", "quantity", "status", *DIMENSIONS.values(), "attributes"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(columns)} FROM events WHERE {' AND '.join(where)} "
+                       "AND type IN ('order', 'click', 'impression', 'return', 'payment')", params)
+        events = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    rate = np.array([rates.get(e["currency"], 1.0) if e["currency"] else 1.0 for e in events], dtype=float)
+    lines: dict[int, list[tuple[str, int, float]]] = defaultdict(list)
+    orders = np.array([i for i, e in enumerate(events) if e["type"] == "order"], dtype=np.int64)
+    for i, product, units, revenue in order_lines(events, orders, rate):
+        lines[i].append((product, units, revenue))
+    facts: list[tuple[datetime, str, dict[str, float]]] = []  # (moment, group value, measures)
+    wanted = filters.get("product")
+    for i, e in enumerate(events):
+        kind, amount = e["type"], float(e["amount"] or 0) * rate[i]
+        quantity = int(e["quantity"]) if e["quantity"] is not None else 1
+        base = {"sessions": int(kind == "click"), "impressions": quantity if kind == "impression" else 0,
+                "returns": int(kind == "return"), "refund_amount": amount if kind == "return" else 0.0,
+                "payments": int(kind == "payment"), "payments_failed": int(kind == "payment" and e["status"] == "failed")}
+        parts = ([(p, {"revenue": r, "orders": 1, "units": u}) for p, u, r in lines[i]] if i in lines else
+                 [(e["product_id"] or "", {"revenue": amount if kind == "order" else 0.0, "orders": int(kind == "order"),
+                                           "units": quantity if kind == "order" else 0})])
+        for product, own in parts:
+            if wanted is not None and product != wanted:
+                continue
+            value = product if group_by == "product" else (str(e[DIMENSIONS[group_by]] or "") if group_by else "")
+            facts.append((e["occurred_at"], value, {**base, **own}))
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    if not facts:
+        return grouped
+    buckets = bucket_starts(pd.Series(pd.to_datetime([f[0] for f in facts], utc=True)), granularity, tenant.timezone)
+    sums: dict[tuple[str, Any], dict[str, float]] = {}
+    for (_, value, measures), bucket in zip(facts, buckets, strict=True):
+        total = sums.setdefault((value, bucket), dict.fromkeys(MEASURES, 0))
+        for name, amount in measures.items():
+            total[name] += amount
+    for (value, bucket), total in sorted(sums.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        grouped[value].append({"bucket_start": bucket.to_pydatetime(), "value": value, **total})
     return grouped
 
 
