@@ -61,6 +61,7 @@ DEFAULT_WATCH: tuple[tuple[str, str, str, str, int], ...] = (
     ("return_rate", "total", "day", "up", 1),
     ("revenue", "total", "day", "both", 1),
     ("orders", "total", "minute", "down", 10),  # fast outage signal for busy shops
+    ("avg_unit_price", "product", "hour", "down", 1),  # a product selling below its usual price
 )
 
 

@@ -182,3 +182,29 @@ def test_nothing_to_do_until_the_next_bucket_closes(tenant_a) -> None:  # type: 
     # the next hour closes (empty: no orders at all is a zero bucket, not a missing one)
     assert _evaluate_at(tenant_a.tenant, len(total) + 1)["buckets"] == 1
     assert MonitorState.objects.get().buckets_evaluated == len(total) + 1
+
+
+def test_a_product_sold_far_below_its_usual_price_is_found(tenant_a) -> None:  # type: ignore[no-untyped-def]
+    """Default watch `avg_unit_price` per product (revenue over units from the order lines): a
+    mispriced product is found in its first hour, a product at its usual price is not."""
+    from monitoring.services import DEFAULT_WATCH
+
+    assert ("avg_unit_price", "product", "hour", "down", 1) in DEFAULT_WATCH
+    no_defaults()
+    watch("avg_unit_price", dimension="product", direction="down")
+    rng = np.random.default_rng(7)
+    hours = 24 * 28
+    rows = []
+    for product, price in (("sku-dear", 174.99), ("sku-cheap", 9.99)):
+        units = rng.poisson(3, hours) + 1
+        for i in range(hours):
+            unit_price = price * (0.1 if product == "sku-dear" and i >= hours - 3 else 1.0)
+            rows.append(KpiBucket(granularity="hour", bucket_start=T0 + timedelta(hours=i), dimension="product",
+                                  value=product, orders=int(units[i]), units=int(units[i]),
+                                  revenue=round(float(units[i]) * unit_price, 2)))
+    KpiBucket.objects.bulk_create(rows)
+    _evaluate_at(tenant_a.tenant, hours)
+    found = list(Anomaly.objects.filter(kind="kpi", metric="avg_unit_price"))
+    assert [(a.dimensions.get("product"), a.direction) for a in found] == [("sku-dear", "down")]
+    assert found[0].occurred_at == T0 + timedelta(hours=hours - 3)
+    assert found[0].observed == pytest.approx(17.5, abs=0.01) and found[0].expected == pytest.approx(174.99, abs=0.5)
