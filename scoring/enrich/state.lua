@@ -65,18 +65,25 @@ local function fields(s)
   end
 end
 
+-- Add a member scored by time (only when new with nx), refresh the TTL and, on pruning events,
+-- drop what fell out of the window (score <= lo) and keep the newest `cap`. Returns ZADD's count
+-- (0: the member was already there).
+local function zadd_windowed(key, ts, member, nx, ttl, lo, cap, prune)
+  local added
+  if nx then added = call('ZADD', key, 'NX', ts, member) else added = call('ZADD', key, ts, member) end
+  call('PEXPIRE', key, ttl)
+  if prune then
+    call('ZREMRANGEBYSCORE', key, '-inf', lo)
+    call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
+  end
+  return added
+end
+
 -- Velocity of one entity: sorted set of 'e<cents>:<eid>' scored by time.
 -- Returns added (0 when the event was already there), c1, a1, c24, a24.
 local function velocity(key, ts, lo24, lo1, evm, write, prune)
   local added = 0
-  if write then
-    added = call('ZADD', key, ts, evm)
-    call('PEXPIRE', key, VTTL)
-    if prune then
-      call('ZREMRANGEBYSCORE', key, '-inf', lo24)
-      call('ZREMRANGEBYRANK', key, 0, -(VCAP + 1))
-    end
-  end
+  if write then added = zadd_windowed(key, ts, evm, false, VTTL, lo24, VCAP, prune) end
   -- Newest first within (t - 24 h, t]: the first c1 of them are the last hour.
   local items = call('ZRANGE', key, ts, lo24, 'BYSCORE', 'REV', 'LIMIT', '0', VCAP_S)
   local c1 = call('ZCOUNT', key, lo1, ts)
@@ -104,14 +111,7 @@ end
 -- Returns added (0 when the member was already there), orders, returned orders, return events.
 local function purchases(key, ts, lo, member, write, prune)
   local added = 0
-  if write then
-    added = call('ZADD', key, 'NX', ts, member)
-    call('PEXPIRE', key, RW_S)
-    if prune then
-      call('ZREMRANGEBYSCORE', key, '-inf', lo)
-      call('ZREMRANGEBYRANK', key, 0, -(RCAP + 1))
-    end
-  end
+  if write then added = zadd_windowed(key, ts, member, true, RW_S, lo, RCAP, prune) end
   local items = call('ZRANGE', key, ts, lo, 'BYSCORE', 'REV', 'LIMIT', '0', RCAP)
   local no, nr, nx = 0, 0, 0
   for i = 1, #items do
