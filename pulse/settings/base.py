@@ -24,6 +24,10 @@ PULSE_METRICS_TOKEN = env_str("PULSE_METRICS_TOKEN", "")
 # How long a process may answer an API key from memory (tenants.selectors): a revocation or tenant
 # change made elsewhere takes effect within this many seconds (at once in the process that made it).
 PULSE_API_KEY_CACHE_SECONDS = env_float("PULSE_API_KEY_CACHE_SECONDS", 5.0)
+# Threads per web process running the (sync) Django request path (pulse.lib.asgi_handler).
+PULSE_WEB_THREADS = env_int("PULSE_WEB_THREADS", 4)
+# How long a process trusts the model/rules/calibration revisions it last read (scoring.pipeline).
+PULSE_SCORER_REVISION_SECONDS = env_float("PULSE_SCORER_REVISION_SECONDS", 1.0)
 # Outbound HTTP (webhooks, Slack, imports, LLM): first retry delay, doubled per attempt.
 PULSE_HTTP_BACKOFF_SECONDS = env_float("PULSE_HTTP_BACKOFF_SECONDS", 0.5)
 

@@ -21,6 +21,7 @@ PULSE_ALLOW_PRIVATE_WEBHOOKS = True
 PULSE_DEFER_AFTER_RESPONSE = False
 # Tests change keys and tenants with queryset updates (no signals): resolve every key afresh.
 PULSE_API_KEY_CACHE_SECONDS = 0.0
+PULSE_SCORER_REVISION_SECONDS = 0.0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 MEDIA_ROOT = STATE_DIR / "test-media"  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405

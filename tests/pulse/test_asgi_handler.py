@@ -1,0 +1,68 @@
+"""pulse.lib.asgi_handler through pulse.asgi.application: the whole middleware chain runs, on a few
+long-lived threads (not one per request), and no database connection is held between requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from asgiref.sync import async_to_sync
+from django.db import connection
+
+
+def _get(path: str, key: str) -> tuple[int, dict[bytes, bytes], bytes]:
+    from pulse.asgi import application
+
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": [(b"host", b"testserver"), (b"authorization", f"Api-Key {key}".encode())],
+             "server": ("testserver", 80), "client": ("127.0.0.1", 5555), "scheme": "http", "http_version": "1.1",
+             "asgi": {"version": "3.0"}}
+    messages: list[dict[str, object]] = []
+    sent = threading.Event()
+
+    async def receive() -> dict[str, object]:
+        if not sent.is_set():
+            sent.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        import asyncio
+
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        messages.append(message)
+
+    async_to_sync(application)(scope, receive, send)
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")  # type: ignore[misc]
+    headers = {name.lower(): value for name, value in start["headers"]}  # type: ignore[attr-defined]
+    return int(start["status"]), headers, body  # type: ignore[arg-type,call-overload]
+
+
+def test_requests_run_the_sync_chain_on_long_lived_threads(tenant_world, live_db, settings):  # type: ignore[no-untyped-def]
+    from pulse.asgi import django_asgi_app
+
+    a, b = tenant_world["a"], tenant_world["b"]
+    for _ in range(3 * settings.PULSE_WEB_THREADS):
+        status, headers, body = _get("/api/v1/anomalies", a.keys["read"])
+        assert status == 200, body
+        assert headers[b"x-frame-options"] == b"DENY"  # a response hook of Django's middleware ran
+        assert json.loads(body)["results"] == []
+    status, _, body = _get("/api/v1/anomalies", "pk_bogus.key")
+    assert status == 401 and json.loads(body)["error"]  # our JSON error body, not Django's page
+    assert _get("/api/v1/anomalies", b.keys["read"])[0] == 200
+    threads = settings.PULSE_WEB_THREADS
+    assert 1 <= len([t for t in threading.enumerate() if t.name.startswith("pulse-http")]) <= threads
+    # One task per request thread (each waits for all the others, so no thread takes two): every
+    # thread still works after serving requests; then close their connections for the teardown.
+    barrier = threading.Barrier(threads)
+
+    def on_each_thread() -> str:
+        barrier.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        connection.close()
+        return threading.current_thread().name
+
+    names = {f.result() for f in [django_asgi_app._executor.submit(on_each_thread) for _ in range(threads)]}
+    assert len(names) == threads and all(n.startswith("pulse-http") for n in names)
