@@ -15,4 +15,5 @@ import os as _os  # noqa: E402
 
 if _os.environ.get("PULSE_BENCH_DB_POOL", "1") == "1":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # noqa: F405  (as PULSE_DB_POOL=1 in production)
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 8}  # noqa: F405

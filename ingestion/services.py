@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from pulse.lib.background import after_response
 from pulse.lib.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
-from pulse.lib.redis import get_redis
 
 from .models import EventBatch, Quarantine
 from .schemas import NormalisedEvent, RawError, Rejection, validate_batch
 from .storage import event_keys_claim, events_copy, months_of, partitions_ensure
+from .usage import usage_add, usage_key
 
 
 @dataclass
@@ -121,7 +121,8 @@ def events_ingest(
 
     result.accepted, result.duplicates, result.batch_id, result.events = (
         batch.accepted, batch.duplicates, batch.pk, stored)
-    _count_usage(tenant, accepted=batch.accepted, rejected=len(checked.rejected), now=now)
+    _count_usage(tenant, accepted=batch.accepted, rejected=len(checked.rejected), now=now,
+                 later=hand_over_after_response)
     return result
 
 
@@ -185,14 +186,15 @@ def _hand_over_waiting(schema: str) -> None:
     _hand_over(batch_id, schema=schema)
 
 
-def _count_usage(tenant: Any, *, accepted: int, rejected: int, now: datetime) -> None:
+def _count_usage(tenant: Any, *, accepted: int, rejected: int, now: datetime, later: bool = False) -> None:
+    """Usage counters; `later` sends the Redis part after the answer (the fraud-check)."""
     if accepted:
         EVENTS_ACCEPTED.labels(tenant.slug).inc(accepted)
-        key = f"pulse:usage:{tenant.pk}:{now.astimezone(UTC):%Y-%m-%d}"
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.hincrby(key, "events_accepted", accepted)
-        pipe.expire(key, 8 * 86400)
-        pipe.execute()
+        key = usage_key(tenant.pk, now.astimezone(UTC).date())
+        if later:
+            after_response(usage_add, key, "events_accepted", accepted)
+        else:
+            usage_add(key, "events_accepted", accepted)
     if rejected:
         EVENTS_REJECTED.labels(tenant.slug).inc(rejected)
 

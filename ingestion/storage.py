@@ -10,6 +10,8 @@ from typing import Any
 
 from django.db import connection
 
+from pulse.lib.db import rows_write
+
 from .schemas import COPY_COLUMNS, NormalisedEvent, copy_rows
 
 EVENT_COPY_COLUMNS: tuple[str, ...] = ("batch_id", *COPY_COLUMNS)
@@ -53,14 +55,11 @@ def months_of(events: Iterable[NormalisedEvent]) -> set[tuple[int, int]]:
 
 
 def events_copy(*, batch_id: int, events: list[NormalisedEvent]) -> None:
-    """COPY events into the partitioned table inside the caller's transaction."""
+    """COPY (a few: INSERT) events into the partitioned table inside the caller's transaction."""
     if not events:
         return
-    sql = f"COPY events ({', '.join(EVENT_COPY_COLUMNS)}) FROM STDIN"
     with connection.cursor() as cursor:
-        with cursor.cursor.copy(sql) as copy:
-            for row in copy_rows(events):
-                copy.write_row((batch_id, *row))
+        rows_write(cursor, "events", EVENT_COPY_COLUMNS, [(batch_id, *row) for row in copy_rows(events)])
 
 
 def event_keys_claim(*, batch_id: int, event_ids: list[str]) -> set[str]:

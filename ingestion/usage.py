@@ -25,6 +25,7 @@ from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from pulse.lib.background import after_response
 from pulse.lib.redis import get_redis
 
 FIELDS = ("events_accepted", "api_calls")
@@ -69,22 +70,33 @@ def _utc_day(now: datetime | None) -> date:
 # ------------------------------------------------------------------ counting
 
 
-def api_call_count(request: HttpRequest, *, now: datetime | None = None) -> None:
-    """Count one API call for the request's tenant (once per request, whoever calls it first)."""
+def api_call_count(request: HttpRequest, *, now: datetime | None = None, later: bool = False) -> None:
+    """Count one API call for the request's tenant (once per request, whoever calls it first);
+    `later`: send the count after the answer (pulse.lib.background)."""
     tenant = getattr(request, "tenant", None)
     if tenant is None or getattr(request, _COUNTED_FLAG, False):
         return
     setattr(request, _COUNTED_FLAG, True)
     key = usage_key(tenant.pk, _utc_day(now))
+    if later:
+        after_response(usage_add, key, "api_calls", 1)
+    else:
+        usage_add(key, "api_calls", 1)
+
+
+def usage_add(key: str, field: str, amount: int) -> None:
+    """Add to one of the day's counters (a `usage_key`)."""
     pipe = get_redis().pipeline(transaction=False)
-    pipe.hincrby(key, "api_calls", 1)
+    pipe.hincrby(key, field, amount)
     pipe.expire(key, KEY_TTL_SECONDS)
     pipe.execute()
 
 
 class UsageMiddleware:
     """Counts every tenant request under /api/ (install after TenantResolutionMiddleware). Views that
-    already call `api_call_count` are not counted twice."""
+    already call `api_call_count` are not counted twice. The count is sent after the answer
+    (`pulse.lib.background`): a Redis round trip less on every call; a count lost with the process
+    is one call not billed."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -92,7 +104,7 @@ class UsageMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if request.path.startswith("/api/") and getattr(request, "tenant", None) is not None:
-            api_call_count(request)
+            api_call_count(request, later=True)
         return response
 
 

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from pulse.lib.db import rows_write
+
 from . import recalibrate as recal
 from .config import LearningConfig, learning_config
 from .drift import DriftThresholds, compare
@@ -160,14 +162,12 @@ def scored_events_record(*, scored: Any) -> int:
     # merge). Same values: Python round(x, 6) as before, JSON through json.dumps
     # as JSONField does, and naive timestamps are read in the connection's zone (UTC) as before.
     table = connection.ops.quote_name(ScoredEvent._meta.db_table)
-    sql = (f"COPY {table} (event_id, occurred_at, model_version, risk, decision, detectors, features, context, "
-           "created_at) FROM STDIN")
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for i in range(n):
-            e = events[i]
-            copy.write_row((str(e["event_id"]), e.get("occurred_at") or e.get("timestamp"), version, risk[i],
-                            str(decisions[i]), det_json[i], feats[i], ctx_json[i], now))
-    return n
+    columns = ("event_id", "occurred_at", "model_version", "risk", "decision", "detectors", "features", "context",
+               "created_at")
+    rows = [(str(e["event_id"]), e.get("occurred_at") or e.get("timestamp"), version, risk[i], str(decisions[i]),
+             det_json[i], feats[i], ctx_json[i], now) for i, e in enumerate(events)]
+    with connection.cursor() as cursor:
+        return rows_write(cursor, table, columns, rows)
 
 
 def scored_events_prune(*, now: datetime | None = None) -> int:

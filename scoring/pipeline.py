@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import redis as redis_lib
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -215,8 +216,26 @@ _engines_lock = threading.Lock()
 _MAX_ENGINES = 64
 
 
+# schema -> (monotonic expiry, revisions): saves a query per fraud-check; other processes' model,
+# rule and calibration changes reach this one within PULSE_SCORER_REVISION_SECONDS.
+_revisions_seen: dict[str, tuple[float, tuple[int | None, str | None, int, str]]] = {}
+
+
 def _revisions() -> tuple[int | None, str | None, int, str]:
-    """(active model version, its sha256, rules revision, calibration revision) in one query."""
+    """(active model version, its sha256, rules revision, calibration revision) in one query, or as
+    read less than PULSE_SCORER_REVISION_SECONDS ago by this process."""
+    ttl = settings.PULSE_SCORER_REVISION_SECONDS
+    schema = connection.schema_name
+    seen = _revisions_seen.get(schema) if ttl > 0 else None
+    if seen is not None and seen[0] > time.monotonic():
+        return seen[1]
+    revisions = _revisions_read()
+    if ttl > 0 and revisions[0] is not None and revisions[2] != 0:
+        _revisions_seen[schema] = (time.monotonic() + ttl, revisions)
+    return revisions
+
+
+def _revisions_read() -> tuple[int | None, str | None, int, str]:
     with connection.cursor() as cursor:
         cursor.execute("""
             SELECT (SELECT version FROM scoring_modelversion WHERE status = 'active'),

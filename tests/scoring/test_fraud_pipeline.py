@@ -343,8 +343,8 @@ def test_the_consumers_queries_do_not_grow_with_the_anomalies_of_a_batch(tenant_
 def test_stored_payments_count_their_card_fingerprints(tenant_a):
     """Card testing is one customer trying many cards: the consumer reads each stored payment's card
     fingerprint (attributes), so distinct cards are counted, not the one payment method 'card'."""
-    from learning.models import ScoredEvent
     from learning.log import LOG_FEATURES
+    from learning.models import ScoredEvent
 
     start = recent(2)
     events = [payment(f"fp{i}", start + timedelta(minutes=i), customer="fp-cust", amount=20, card=f"fp-card{i}")

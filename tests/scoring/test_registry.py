@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,27 @@ def test_tenant_calibration_replaces_the_global_defaults_once_there_is_enough_da
     assert after.engine.calibrators["iqr"] is before.engine.calibrators["iqr"]  # still the global default
     # Percentiles now read against this tenant: its median raw score maps to about 0.5.
     assert abs(float(after.engine.calibrators["robust_z"].transform(np.array([1.0]))[0]) - 0.5) < 0.05
+
+
+def test_a_process_trusts_the_revisions_it_read_for_a_moment(tenant_a, redis_client, settings, monkeypatch,
+                                                             django_assert_num_queries):
+    """PULSE_SCORER_REVISION_SECONDS: within it, scoring asks nothing of the database; a rule edit made
+    in another process is picked up once it runs out."""
+    from scoring import pipeline
+    from scoring.models import Rule
+    from scoring.services import rule_update, rules_ensure_defaults
+
+    settings.PULSE_SCORER_REVISION_SECONDS = 60.0
+    monkeypatch.setattr(pipeline, "_revisions_seen", {})
+    rules_ensure_defaults(tenant=tenant_a.tenant)
+    before = scorer_for(tenant_a.tenant)
+    with django_assert_num_queries(0):
+        assert scorer_for(tenant_a.tenant) is before
+    rule = Rule.objects.filter(enabled=True).order_by("pk").first()
+    assert rule is not None
+    rule_update(rule=rule, changes={"enabled": False})
+    assert scorer_for(tenant_a.tenant) is before  # still trusted
+    now = time.monotonic()
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: now + 61)
+    after = scorer_for(tenant_a.tenant)
+    assert after is not before and after.key.rules_revision > before.key.rules_revision
