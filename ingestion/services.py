@@ -5,23 +5,21 @@ rejects, and commit the batch together with its outbox row; scoring starts after
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pulse.lib.background import after_response
+from pulse.lib.background import after_response_gathered
 from pulse.lib.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
 
 from .models import EventBatch, Quarantine
 from .schemas import NormalisedEvent, RawError, Rejection, validate_batch
 from .storage import event_keys_claim, events_copy, months_of, partitions_ensure
-from .usage import usage_add, usage_key
+from .usage import usage_add, usage_add_many, usage_key
 
 
 @dataclass
@@ -156,34 +154,17 @@ def _hand_over(batch_id: int, *, schema: str | None = None) -> None:
         batch_process.apply_async((batch_id,), headers={SCHEMA_HEADER: schema})
 
 
-# schema -> newest batch whose after-response hand-off is queued but not sent yet.
-_waiting: dict[str, int] = {}
-_waiting_lock = threading.Lock()
-
-
 def _hand_over_coalesced(batch_id: int, schema: str) -> None:
     """Hand-off after the response (the fraud-check's single-payment batches): the batches a tenant
     stores within PULSE_HAND_OVER_COALESCE_SECONDS share one task, which names the newest; the worker
     consumes the untouched batches waiting behind the one it is handed (`ingestion.tasks._group_more`),
     so the earlier ones go with it. One Celery message (~1.3 ms of CPU) per burst, not per payment;
     a hand-off lost with the process is swept again like any other."""
-    if not settings.PULSE_DEFER_AFTER_RESPONSE:
-        _hand_over(batch_id, schema=schema)
-        return
-    with _waiting_lock:
-        queued = schema in _waiting
-        _waiting[schema] = max(batch_id, _waiting.get(schema, 0))
-    if not queued:
-        timer = threading.Timer(settings.PULSE_HAND_OVER_COALESCE_SECONDS, after_response,
-                                args=(_hand_over_waiting, schema))
-        timer.daemon = True
-        timer.start()
+    after_response_gathered(_hand_over_newest, schema, batch_id)
 
 
-def _hand_over_waiting(schema: str) -> None:
-    with _waiting_lock:
-        batch_id = _waiting.pop(schema)
-    _hand_over(batch_id, schema=schema)
+def _hand_over_newest(schema: str, batch_ids: list[int]) -> None:
+    _hand_over(max(batch_ids), schema=schema)
 
 
 def _count_usage(tenant: Any, *, accepted: int, rejected: int, now: datetime, later: bool = False) -> None:
@@ -192,7 +173,7 @@ def _count_usage(tenant: Any, *, accepted: int, rejected: int, now: datetime, la
         EVENTS_ACCEPTED.labels(tenant.slug).inc(accepted)
         key = usage_key(tenant.pk, now.astimezone(UTC).date())
         if later:
-            after_response(usage_add, key, "events_accepted", accepted)
+            after_response_gathered(usage_add_many, None, (key, "events_accepted", accepted))
         else:
             usage_add(key, "events_accepted", accepted)
     if rejected:

@@ -25,7 +25,7 @@ from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from pulse.lib.background import after_response
+from pulse.lib.background import after_response_gathered
 from pulse.lib.redis import get_redis
 
 FIELDS = ("events_accepted", "api_calls")
@@ -79,16 +79,26 @@ def api_call_count(request: HttpRequest, *, now: datetime | None = None, later: 
     setattr(request, _COUNTED_FLAG, True)
     key = usage_key(tenant.pk, _utc_day(now))
     if later:
-        after_response(usage_add, key, "api_calls", 1)
+        after_response_gathered(usage_add_many, None, (key, "api_calls", 1))
     else:
         usage_add(key, "api_calls", 1)
 
 
 def usage_add(key: str, field: str, amount: int) -> None:
     """Add to one of the day's counters (a `usage_key`)."""
+    usage_add_many(None, [(key, field, amount)])
+
+
+def usage_add_many(_: object, additions: list[tuple[str, str, int]]) -> None:
+    """(usage key, counter, amount) additions, summed, in one pipeline (`after_response_gathered`)."""
+    totals: dict[tuple[str, str], int] = {}
+    for key, field, amount in additions:
+        totals[key, field] = totals.get((key, field), 0) + amount
     pipe = get_redis().pipeline(transaction=False)
-    pipe.hincrby(key, field, amount)
-    pipe.expire(key, KEY_TTL_SECONDS)
+    for (key, field), amount in totals.items():
+        pipe.hincrby(key, field, amount)
+    for key in {key for key, _ in totals}:
+        pipe.expire(key, KEY_TTL_SECONDS)
     pipe.execute()
 
 

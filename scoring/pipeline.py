@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from pulse.lib.background import after_response_gathered
 from scoring.calibration import Calibrator, PercentileCalibrator, calibrator_from_dict
 from scoring.consensus import DECISIONS, SEVERITIES, ConsensusConfig, ConsensusResult, ScoringEngine
 from scoring.enrich import (
@@ -597,31 +598,59 @@ def reservoir_push(scored: ScoredTransactions, client: redis_lib.Redis, *, tenan
     """Feed the calibration reservoirs: a sample (`sample` rows, evenly spaced) of these raw detector
     scores and amounts (one pipeline). The calibration task fits each tenant's percentile calibrators
     on them."""
+    _reservoirs_write(client, [_reservoir_values(scored, tenant=tenant, sample=sample)])
+
+
+def reservoir_push_gathered(scored: ScoredTransactions, *, tenant: Any) -> None:
+    """`reservoir_push` after the answer, one pipeline for all the fraud-checks of a short window."""
+    values = _reservoir_values(scored, tenant=tenant, sample=_PER_BATCH_SAMPLE)
+    after_response_gathered(_reservoirs_flush, None, values)
+
+
+def _reservoirs_flush(_: object, values: list[tuple[int, dict[str, list[bytes]]]]) -> None:
+    from pulse.lib.redis import get_redis
+
+    _reservoirs_write(get_redis(), values)
+
+
+def _reservoir_values(scored: ScoredTransactions, *, tenant: Any, sample: int) -> tuple[int, dict[str, list[bytes]]]:
+    """(reservoir size, {reservoir key: packed values to append}) for a sample of a scored batch."""
     n = len(scored.events)
-    if n == 0 or sample <= 0:
-        return
     size = scored.scorer.config.calibration.reservoir_size
+    out: dict[str, list[bytes]] = {}
+    if n == 0 or sample <= 0:
+        return size, out
     take = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(int))
     prefix = tenant_prefix(tenant_key(tenant))
-    pipe = client.pipeline(transaction=False)
     for name, scores in scored.result.scores.items():
         raw = np.asarray(scores.raw, dtype=np.float64)[take]
-        key = prefix + RESERVOIR_KEY.format(version=scored.scorer.model_version, detector=name)
-        pipe.rpush(key, *[struct.pack("<d", v) for v in raw.tolist()])
-        pipe.ltrim(key, -size, -1)
-        pipe.expire(key, 30 * 86_400)
+        out[prefix + RESERVOIR_KEY.format(version=scored.scorer.model_version, detector=name)] = [
+            struct.pack("<d", v) for v in raw.tolist()]
     purchases = np.flatnonzero(scored.frame["event_type"] != "return")
+    amounts = np.asarray(scored.frame["amount_tenant"], dtype=np.float64)
     if purchases.size:
-        amounts = np.asarray(scored.frame["amount_tenant"], dtype=np.float64)[purchases[:sample]]
-        pipe.rpush(prefix + AMOUNTS_KEY, *[struct.pack("<d", v) for v in amounts.tolist()])
-        pipe.ltrim(prefix + AMOUNTS_KEY, -size, -1)
-        pipe.expire(prefix + AMOUNTS_KEY, 30 * 86_400)
+        out[prefix + AMOUNTS_KEY] = [struct.pack("<d", v) for v in amounts[purchases[:sample]].tolist()]
     new = purchases[np.asarray(scored.frame["is_new_customer"])[purchases] == 1]
     if new.size:
-        amounts = np.asarray(scored.frame["amount_tenant"], dtype=np.float64)[new[:sample]]
-        pipe.rpush(prefix + NEW_AMOUNTS_KEY, *[struct.pack("<d", v) for v in amounts.tolist()])
-        pipe.ltrim(prefix + NEW_AMOUNTS_KEY, -size, -1)
-        pipe.expire(prefix + NEW_AMOUNTS_KEY, 30 * 86_400)
+        out[prefix + NEW_AMOUNTS_KEY] = [struct.pack("<d", v) for v in amounts[new[:sample]].tolist()]
+    return size, out
+
+
+def _reservoirs_write(client: redis_lib.Redis, values: Sequence[tuple[int, dict[str, list[bytes]]]]) -> None:
+    """Append to each reservoir in order and keep its newest `size` values: one pipeline."""
+    merged: dict[str, list[bytes]] = {}
+    sizes: dict[str, int] = {}
+    for size, batch in values:
+        for key, packed in batch.items():
+            merged.setdefault(key, []).extend(packed)
+            sizes[key] = size
+    if not merged:
+        return
+    pipe = client.pipeline(transaction=False)
+    for key, packed in merged.items():
+        pipe.rpush(key, *packed)
+        pipe.ltrim(key, -sizes[key], -1)
+        pipe.expire(key, 30 * 86_400)
     pipe.execute()
 
 

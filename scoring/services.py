@@ -16,7 +16,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ingestion.services import events_ingest
-from pulse.lib.background import after_response
 from pulse.lib.redis import get_redis
 from scoring.rules import RuleValidationError, default_rules, validate_rule
 from scoring.rules.schema import MAX_RULES
@@ -225,7 +224,6 @@ def rule_dry_run(*, tenant: Any, rule: Any, days: int, sample_size: int = 20, ma
     customer last seen before the warm-up looks newer than live scoring saw it). Stored features
     would be cheaper to read but would freeze today's feature definitions into the table and cost
     a wide row per event forever; a dry-run is rare, so recomputing is the better trade."""
-    from pulse.lib.redis import get_redis
     from scoring.enrich import Enricher, clear_state
     from scoring.rules import RuleSet
 
@@ -326,7 +324,7 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
     stored event (the enrichment sees the replay and leaves the state alone) without a new anomaly."""
     from ingestion.storage import batch_events_load
 
-    from .pipeline import anomalies_build, reservoir_push, score_transactions
+    from .pipeline import anomalies_build, reservoir_push_gathered, score_transactions
 
     started = time.perf_counter()
     if not isinstance(payload, dict):
@@ -372,7 +370,7 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
         holder["related"] = anomalies[0].event_ids[1:] if anomalies else []
         outcome.duplicate = True
     else:
-        after_response(reservoir_push, scored, get_redis(), tenant=tenant)
+        reservoir_push_gathered(scored, tenant=tenant)
     # The payer's (or its IP's, device's) earlier payments that the flagging signal looked at.
     outcome.body = {**scored.body(0), "event_id": scored.events[0]["event_id"],
                     "related_event_ids": holder.get("related", [])}

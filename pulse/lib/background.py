@@ -8,7 +8,8 @@ when the process dies: a batch that was never handed over is handed over again b
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -38,3 +39,33 @@ def after_response(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulse-after-response")
     return _executor.submit(_run, fn, args, kwargs)
+
+
+# (fn, key) -> items waiting for the flush that the first of them scheduled.
+_gathered: dict[tuple[Callable[..., Any], Hashable], list[Any]] = {}
+_gathered_lock = threading.Lock()
+
+
+def after_response_gathered(fn: Callable[[Hashable, list[Any]], Any], key: Hashable, item: Any) -> None:
+    """Like `after_response`, for bookkeeping a busy endpoint does per request: the items given for
+    the same (fn, key) within PULSE_HAND_OVER_COALESCE_SECONDS are handed over together, as
+    fn(key, items) in arrival order, so one Redis pipeline or one Celery message serves a burst of
+    requests. Runs fn(key, [item]) at once where `after_response` would run at once."""
+    if not settings.PULSE_DEFER_AFTER_RESPONSE or settings.CELERY_TASK_ALWAYS_EAGER:
+        fn(key, [item])
+        return
+    with _gathered_lock:
+        waiting = _gathered.get((fn, key))
+        if waiting is not None:
+            waiting.append(item)
+            return
+        _gathered[(fn, key)] = [item]
+    timer = threading.Timer(settings.PULSE_HAND_OVER_COALESCE_SECONDS, after_response, args=(_flush, fn, key))
+    timer.daemon = True
+    timer.start()
+
+
+def _flush(fn: Callable[[Hashable, list[Any]], Any], key: Hashable) -> None:
+    with _gathered_lock:
+        items = _gathered.pop((fn, key))
+    fn(key, items)

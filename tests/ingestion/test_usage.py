@@ -13,6 +13,7 @@ from ingestion.services import events_ingest
 from ingestion.usage import (
     UsageMiddleware,
     api_call_count,
+    usage_add_many,
     usage_flush,
     usage_flush_day,
     usage_key,
@@ -53,6 +54,33 @@ def test_middleware_and_view_count_a_request_once(tenant_a, redis_client) -> Non
     UsageMiddleware(view)(request)
     UsageMiddleware(lambda req: HttpResponse())(RequestFactory().get("/admin/"))  # not an API call
     assert usage_today(tenant_a.tenant.pk)["api_calls"] == 1
+
+
+def test_counts_sent_after_the_answer_are_summed_into_one_pipeline(tenant_a, redis_client, settings) -> None:  # type: ignore[no-untyped-def]
+    """Production defers the counting (pulse.lib.background): a burst of calls and fraud-checks lands
+    as one summed update per counter."""
+    from pulse.lib import background
+
+    settings.PULSE_DEFER_AFTER_RESPONSE = True
+    settings.PULSE_HAND_OVER_COALESCE_SECONDS = 0.05
+    for _ in range(3):
+        UsageMiddleware(lambda req: HttpResponse())(_api_request(tenant_a))
+    key = usage_key(tenant_a.tenant.pk, datetime.now(UTC).date())
+    background.after_response_gathered(usage_add_many, None, (key, "events_accepted", 4))
+    import time
+
+    time.sleep(0.3)
+    done = background.after_response(lambda: None)
+    assert done is not None
+    done.result(timeout=5)
+    assert usage_today(tenant_a.tenant.pk) == {"events_accepted": 4, "api_calls": 3}
+    assert redis_client.ttl(key) > 0
+
+
+def _api_request(tenant_handle):  # type: ignore[no-untyped-def]
+    request = RequestFactory().get("/api/v1/anomalies")
+    request.tenant = tenant_handle.tenant
+    return request
 
 
 def test_flush_moves_counts_exactly_once(tenant_a, redis_client) -> None:  # type: ignore[no-untyped-def]

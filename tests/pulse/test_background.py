@@ -46,3 +46,40 @@ def test_off_runs_at_once(settings):  # type: ignore[no-untyped-def]
     seen: list[int] = []
     assert background.after_response(seen.append, 7) is None
     assert seen == [7]
+
+
+def test_gathered_items_of_a_window_are_handed_over_together(settings):  # type: ignore[no-untyped-def]
+    settings.PULSE_DEFER_AFTER_RESPONSE = True
+    settings.PULSE_HAND_OVER_COALESCE_SECONDS = 0.05
+    calls: list[tuple[object, list[int]]] = []
+    release = threading.Event()
+
+    def flush(key: object, items: list[int]) -> None:
+        calls.append((key, items))
+
+    background.after_response(release.wait, 5)  # the background thread is busy meanwhile
+    for item in (1, 2, 3):
+        background.after_response_gathered(flush, "a", item)
+    background.after_response_gathered(flush, "b", 9)
+    assert calls == []
+    release.set()
+    import time
+
+    time.sleep(0.3)
+    done = background.after_response(lambda: None)
+    assert done is not None
+    done.result(timeout=5)
+    assert calls == [("a", [1, 2, 3]), ("b", [9])]
+    background.after_response_gathered(flush, "a", 4)  # a new window
+    time.sleep(0.3)
+    done = background.after_response(lambda: None)
+    assert done is not None
+    done.result(timeout=5)
+    assert calls[-1] == ("a", [4])
+
+
+def test_gathered_items_go_at_once_when_deferring_is_off(settings):  # type: ignore[no-untyped-def]
+    settings.PULSE_DEFER_AFTER_RESPONSE = False
+    calls: list[tuple[object, list[int]]] = []
+    background.after_response_gathered(lambda key, items: calls.append((key, items)), "k", 5)
+    assert calls == [("k", [5])]
