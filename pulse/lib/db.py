@@ -9,11 +9,26 @@ from typing import Any
 # the data), a multi-row INSERT one; above it COPY's cheaper per-row encoding wins.
 SMALL_INSERT_ROWS = 8
 
+# COPY text format: a backslash starts an escape, tab and newline end a field / row.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
-def rows_write(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+
+def copy_escape(value: str) -> str:
+    """A text value as COPY's text format must receive it."""
+    return value.translate(_COPY_ESCAPES)
+
+
+def rows_write(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+               line: str | None = None, escape: Sequence[int] = ()) -> int:
     """Write rows (values in `columns` order, JSON/array columns as their text form) into `table`
     (already quoted) with COPY, or a single INSERT when there are only a few. `cursor` is Django's
-    cursor wrapper; the values are bound by psycopg either way. Returns the number of rows."""
+    cursor wrapper. Returns the number of rows.
+
+    `line`, for large batches: a %-format of one row as a COPY text line (values separated by tabs,
+    ending in a newline), e.g. "%s\\t%r\\n"; the block is then built by Python's formatting instead
+    of psycopg's per-value dumping (which was ~40 % of writing the scored-event log). The columns at
+    the `escape` positions get `copy_escape`; every other value must render safely as it is (numbers,
+    timestamps, array literals of numbers) and none may be None. The INSERT path binds values."""
     rows = rows if isinstance(rows, list) else list(rows)
     if not rows:
         return 0
@@ -24,6 +39,14 @@ def rows_write(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[S
                        [value for row in rows for value in row])
         return len(rows)
     with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+        if line is None:
+            for row in rows:
+                copy.write_row(row)
+        else:
+            if escape:
+                rows = [list(row) for row in rows]
+                for i in escape:
+                    for row in rows:
+                        row[i] = row[i].translate(_COPY_ESCAPES)
+            copy.write("".join([line % tuple(row) for row in rows]))
     return len(rows)

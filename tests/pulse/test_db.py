@@ -1,4 +1,5 @@
-"""pulse.lib.db.rows_write: a few rows go in by INSERT, many by COPY, and both store the same values."""
+"""pulse.lib.db.rows_write: a few rows go in by INSERT, many by COPY (psycopg's rows or our own
+text lines), and all store the same values, backslashes, tabs and newlines included."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ COLUMNS = ("label", "amount", "ip", "at", "doc", "floats")
 
 
 def _rows(n: int, tag: str) -> list[tuple[object, ...]]:
-    return [(f"{tag}-{i} it's \\ %s", Decimal(f"{i}.25"), f"10.0.0.{i}", datetime(2026, 12, 1, 10, i, tzinfo=UTC),
-             json.dumps({"k": i, "s": "é\"x"}), "{" + ",".join(repr(v / 3) for v in range(i + 1)) + "}") for i in range(n)]
+    return [(f"{tag}-{i} it's \\ %s\ttab\nline", Decimal(f"{i}.25"), f"10.0.0.{i}", datetime(2026, 12, 1, 10, i, tzinfo=UTC),
+             json.dumps({"k": i, "s": "é\"x\\y\n"}, ensure_ascii=False), "{" + ",".join(repr(v / 3) for v in range(i + 1)) + "}") for i in range(n)]
 
 
 def _stored(cursor, tag: str) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
@@ -37,11 +38,13 @@ def test_insert_and_copy_paths_store_the_same_values(tenant_a, monkeypatch):  # 
         assert len(statements) == 1 and statements[0].startswith("INSERT INTO rows_write_probe")
         monkeypatch.setattr(dbmod, "SMALL_INSERT_ROWS", 0)
         assert dbmod.rows_write(cursor, "rows_write_probe", COLUMNS, iter(_rows(5, "copied"))) == 5
+        assert dbmod.rows_write(cursor, "rows_write_probe", COLUMNS, _rows(5, "lines"),
+                                line="%s\t%s\t%s\t%s\t%s\t%s\n", escape=(0, 4)) == 5
         assert dbmod.rows_write(cursor, "rows_write_probe", COLUMNS, []) == 0
-        small, copied = _stored(cursor, "small"), _stored(cursor, "copied")
-    assert small == copied and len(small) == 5
+        small, copied, lines = _stored(cursor, "small"), _stored(cursor, "copied"), _stored(cursor, "lines")
+    assert small == copied == lines and len(small) == 5
     amount, ip, at, doc, floats = small[4][1:]
     assert (amount, ip, at, floats) == (Decimal("4.25"), "10.0.0.4", datetime(2026, 12, 1, 10, 4, tzinfo=UTC),
                                         [0.0, 1 / 3, 2 / 3, 1.0, 4 / 3])
-    assert json.loads(doc) == {"k": 4, "s": "é\"x"}  # Django's raw cursor leaves jsonb as text
-    assert small[0][0] == "T-0 it's \\ %s"
+    assert json.loads(doc) == {"k": 4, "s": "é\"x\\y\n"}  # Django's raw cursor leaves jsonb as text
+    assert small[0][0] == "T-0 it's \\ %s\ttab\nline"
