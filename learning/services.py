@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pulse.lib.db import rows_write
+from pulse.lib.db import SMALL_INSERT_ROWS, rows_write
 
 from . import recalibrate as recal
 from .config import LearningConfig, learning_config
@@ -165,8 +165,9 @@ def scored_events_record(*, scored: Any) -> int:
     table = connection.ops.quote_name(ScoredEvent._meta.db_table)
     columns = ("event_id", "occurred_at", "model_version", "risk", "decision", "detectors", "features", "context",
                "created_at")
+    stamp = now if n <= SMALL_INSERT_ROWS else now.isoformat()  # COPY lines: formatted once, not per row
     rows = [(str(e["event_id"]), e.get("occurred_at") or e.get("timestamp"), version, risk[i], str(decisions[i]),
-             det_json[i], feats[i], ctx_json[i], now) for i, e in enumerate(events)]
+             det_json[i], feats[i], ctx_json[i], stamp) for i, e in enumerate(events)]
     with connection.cursor() as cursor:
         # event id and the two JSON texts escaped; the rest are numbers, timestamps, an array literal.
         return rows_write(cursor, table, columns, rows, line="%s\t%s\t%d\t%r\t%s\t%s\t%s\t%s\t%s\n",

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
-from django.db import connection, models
+from django.db import connection, connections, models
 
 _LENGTH = re.compile(r"\(\d+(,\s*\d+)?\)")
 
@@ -67,12 +67,13 @@ def rows_insert(model: type[models.Model], objs: Sequence[models.Model]) -> None
     pk = meta.pk
     assert pk is not None
     fields = [f for f in meta.concrete_fields if not f.primary_key]
+    conn = connections[connection.alias]  # the wrapper itself: the proxy costs a thread-local lookup per access
     columns: list[str] = []
     selects: list[str] = []
     unnest_args: list[str] = []
     params: list[list[Any]] = []
     for j, f in enumerate(fields):
-        values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs]
+        values = [f.get_db_prep_save(f.pre_save(obj, True), conn) for obj in objs]
         name = f"c{j}"
         if isinstance(f, ArrayField):
             if any(isinstance(e, (list, tuple)) for v in values if v is not None for e in v):

@@ -43,10 +43,10 @@ def rows_write(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[S
             for row in rows:
                 copy.write_row(row)
         else:
-            if escape:
-                rows = [list(row) for row in rows]
-                for i in escape:
-                    for row in rows:
-                        row[i] = row[i].translate(_COPY_ESCAPES)
-            copy.write("".join([line % tuple(row) for row in rows]))
+            # Column-wise: a column is escaped in one translate over its values joined by NUL (which
+            # PostgreSQL text never contains), then the lines are formatted from the columns.
+            cols: list[Sequence[Any]] = list(zip(*rows, strict=True))
+            for i in escape:
+                cols[i] = "\x00".join(cols[i]).translate(_COPY_ESCAPES).split("\x00")
+            copy.write("".join(map(line.__mod__, zip(*cols, strict=True))))
     return len(rows)
