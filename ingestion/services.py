@@ -18,7 +18,7 @@ from pulse.lib.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
 
 from .models import EventBatch, Quarantine
 from .schemas import NormalisedEvent, RawError, Rejection, validate_batch
-from .storage import event_keys_claim, events_copy, months_of, partitions_ensure
+from .storage import batch_counts_set, batch_open, events_copy, months_of, partitions_ensure
 from .usage import usage_add, usage_add_many, usage_key
 
 
@@ -86,8 +86,9 @@ def events_ingest(
 
     partitions_ensure(months_of(unique.values()))
     with transaction.atomic():
-        batch = EventBatch.objects.create(source=source, rejected=len(checked.rejected))
-        fresh = event_keys_claim(batch_id=batch.pk, event_ids=list(unique))
+        # Raw statements for the batch row: the ORM's create and save cost ~1 ms of CPU per request
+        # (a third of a fraud-check outside scoring).
+        batch, fresh = batch_open(source=source, rejected=len(checked.rejected), event_ids=list(unique))
         stored = [event for event_id, event in unique.items() if event_id in fresh]
         stored.sort(key=lambda e: e["occurred_at"])
         events_copy(batch_id=batch.pk, events=stored)
@@ -105,8 +106,7 @@ def events_ingest(
             batch.first_occurred_at, batch.last_occurred_at = stored[0]["occurred_at"], stored[-1]["occurred_at"]
         else:
             batch.status, batch.processed_at = EventBatch.Status.DONE, now
-        batch.save(update_fields=["accepted", "duplicates", "first_occurred_at", "last_occurred_at", "status",
-                                  "processed_at"])
+        batch_counts_set(batch)
         if before_commit is not None:
             before_commit(batch)
         if stored:

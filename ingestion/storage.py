@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
 from pulse.lib.db import rows_write
 
+from .models import EventBatch
 from .schemas import COPY_COLUMNS, NormalisedEvent, copy_rows
 
 EVENT_COPY_COLUMNS: tuple[str, ...] = ("batch_id", *COPY_COLUMNS)
@@ -62,17 +64,34 @@ def events_copy(*, batch_id: int, events: list[NormalisedEvent]) -> None:
         rows_write(cursor, "events", EVENT_COPY_COLUMNS, [(batch_id, *row) for row in copy_rows(events)])
 
 
-def event_keys_claim(*, batch_id: int, event_ids: list[str]) -> set[str]:
-    """Insert event ids; return those that were new (the rest were ingested before)."""
-    if not event_ids:
-        return set()
+def batch_open(*, source: str, rejected: int, event_ids: list[str]) -> tuple[EventBatch, set[str]]:
+    """Open a batch (status pending, counts to be set by `batch_counts_set`) and claim its event ids,
+    in one statement. Returns the batch and the ids that were new (the rest were ingested before)."""
+    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO ingestion_eventkey (event_id, batch_id) SELECT unnest(%s::varchar[]), %s "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
-            [event_ids, batch_id],
+            "WITH b AS (INSERT INTO ingestion_eventbatch (source, created_at, accepted, duplicates, rejected, status, "
+            "consumers_done, attempts, last_error) VALUES (%s, %s, 0, 0, %s, %s, '[]', 0, '') RETURNING id), "
+            "k AS (INSERT INTO ingestion_eventkey (event_id, batch_id) SELECT unnest(%s::varchar[]), b.id FROM b "
+            "ON CONFLICT DO NOTHING RETURNING event_id) "
+            "SELECT (SELECT id FROM b), ARRAY(SELECT event_id FROM k)",
+            [source, now, rejected, EventBatch.Status.PENDING, event_ids],
         )
-        return {row[0] for row in cursor.fetchall()}
+        batch_id, fresh = cursor.fetchone()
+    batch = EventBatch(id=batch_id, source=source, created_at=now, rejected=rejected)
+    batch._state.adding, batch._state.db = False, connection.alias
+    return batch, set(fresh)
+
+
+def batch_counts_set(batch: EventBatch) -> None:
+    """Write the counts, occurrence span, status and processed_at set on `batch`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE ingestion_eventbatch SET accepted = %s, duplicates = %s, first_occurred_at = %s, "
+            "last_occurred_at = %s, status = %s, processed_at = %s WHERE id = %s",
+            [batch.accepted, batch.duplicates, batch.first_occurred_at, batch.last_occurred_at, batch.status,
+             batch.processed_at, batch.pk],
+        )
 
 
 def batch_events_load(batch_id: int) -> list[dict[str, Any]]:

@@ -95,6 +95,23 @@ def test_duplicate_only_batch_needs_no_hand_off(tenant_a, consumers) -> None:  #
     assert EventBatch.objects.get(pk=again.batch_id).status == "done"
 
 
+def test_a_stored_batch_row_holds_its_counts_and_span(tenant_a, consumers) -> None:  # type: ignore[no-untyped-def]
+    """The batch row is written by raw statements (ingestion.storage.batch_open / batch_counts_set):
+    every column as the model defines it."""
+    from django.utils import timezone
+
+    events_ingest(tenant=tenant_a.tenant, raw_events=_events(1, "row"), source="api")
+    before = timezone.now()
+    raw = [*_events(3, "row"), {"type": "nope"}]
+    result = events_ingest(tenant=tenant_a.tenant, raw_events=raw, source="upload")
+    batch = EventBatch.objects.get(pk=result.batch_id)
+    stored = sorted(e["occurred_at"] for e in result.events)
+    assert (batch.source, batch.accepted, batch.duplicates, batch.rejected) == ("upload", 2, 1, 1)
+    assert (batch.first_occurred_at, batch.last_occurred_at) == (stored[0], stored[-1])
+    assert (batch.status, batch.consumers_done, batch.attempts, batch.last_error) == ("pending", [], 0, "")
+    assert batch.started_at is None and batch.processed_at is None and before <= batch.created_at <= timezone.now()
+
+
 def test_real_worker_processes_a_committed_batch(celery_worker_process, tenant_world, live_db) -> None:  # type: ignore[no-untyped-def]
     """End to end with a real worker: the on-commit hand-off reaches it and it marks the batch done."""
     import time
