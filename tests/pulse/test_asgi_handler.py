@@ -43,26 +43,33 @@ def test_requests_run_the_sync_chain_on_long_lived_threads(tenant_world, live_db
     from pulse.asgi import django_asgi_app
 
     a, b = tenant_world["a"], tenant_world["b"]
-    for _ in range(3 * settings.PULSE_WEB_THREADS):
-        status, headers, body = _get("/api/v1/anomalies", a.keys["read"])
-        assert status == 200, body
-        assert headers[b"x-frame-options"] == b"DENY"  # a response hook of Django's middleware ran
-        assert json.loads(body)["results"] == []
-    status, _, body = _get("/api/v1/anomalies", "pk_bogus.key")
-    assert status == 401 and json.loads(body)["error"]  # our JSON error body, not Django's page
-    assert _get("/api/v1/anomalies", b.keys["read"])[0] == 200
-    threads = settings.PULSE_WEB_THREADS
-    assert 1 <= len([t for t in threading.enumerate() if t.name.startswith("pulse-http")]) <= threads
-    # One task per request thread (each waits for all the others, so no thread takes two): every
-    # thread still works after serving requests; then close their connections for the teardown.
+    try:
+        for _ in range(3 * settings.PULSE_WEB_THREADS):
+            status, headers, body = _get("/api/v1/anomalies", a.keys["read"])
+            assert status == 200, body
+            assert headers[b"x-frame-options"] == b"DENY"  # a response hook of Django's middleware ran
+            assert isinstance(json.loads(body)["results"], list)
+        status, _, body = _get("/api/v1/anomalies", "pk_bogus.key")
+        assert status == 401 and json.loads(body)["error"]  # our JSON error body, not Django's page
+        assert _get("/api/v1/anomalies", b.keys["read"])[0] == 200
+        threads = settings.PULSE_WEB_THREADS
+        assert 1 <= len([t for t in threading.enumerate() if t.name.startswith("pulse-http")]) <= threads
+    finally:
+        names = _on_each_request_thread(django_asgi_app, settings.PULSE_WEB_THREADS)
+    # Every thread still works after serving requests (and had its connection closed for the teardown).
+    assert len(names) == settings.PULSE_WEB_THREADS and all(n.startswith("pulse-http") for n in names)
+
+
+def _on_each_request_thread(handler, threads: int) -> set[str]:  # type: ignore[no-untyped-def]
+    """One task per request thread (each waits for all the others, so no thread takes two): query,
+    then close the thread's connection."""
     barrier = threading.Barrier(threads)
 
-    def on_each_thread() -> str:
+    def task() -> str:
         barrier.wait(10)
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         connection.close()
         return threading.current_thread().name
 
-    names = {f.result() for f in [django_asgi_app._executor.submit(on_each_thread) for _ in range(threads)]}
-    assert len(names) == threads and all(n.startswith("pulse-http") for n in names)
+    return {f.result() for f in [handler._executor.submit(task) for _ in range(threads)]}
