@@ -67,17 +67,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-SERVER = os.environ.get("PULSE_BENCH_SERVER", "daphne")
-
-
 def start_daphne(port: int, **env: str) -> subprocess.Popen[bytes]:
-    """One web server process: daphne, or uvicorn with PULSE_BENCH_SERVER=uvicorn."""
-    if SERVER == "uvicorn":
-        cmd = [PY, "-m", "uvicorn", "pulse.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-               "--no-access-log", "--log-level", "warning"]
-    else:
-        cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pulse.asgi:application"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=bench_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    return subprocess.Popen([PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pulse.asgi:application"],
+                            cwd=ROOT, env=bench_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
 
 
