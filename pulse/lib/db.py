@@ -9,6 +9,8 @@ from typing import Any
 # the data), a multi-row INSERT one; above it COPY's cheaper per-row encoding wins.
 SMALL_INSERT_ROWS = 8
 
+_COPY_PIECE_ROWS = 250
+
 # COPY text format: a backslash starts an escape, tab and newline end a field / row.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -45,8 +47,10 @@ def rows_write(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[S
         else:
             # Column-wise: a column is escaped in one translate over its values joined by NUL (which
             # PostgreSQL text never contains), then the lines are formatted from the columns.
-            cols: list[Sequence[Any]] = list(zip(*rows, strict=True))
-            for i in escape:
-                cols[i] = "\x00".join(cols[i]).translate(_COPY_ESCAPES).split("\x00")
-            copy.write("".join(map(line.__mod__, zip(*cols, strict=True))))
+            # Sent in pieces, so PostgreSQL parses one while the next is formatted.
+            for start in range(0, len(rows), _COPY_PIECE_ROWS):
+                cols: list[Sequence[Any]] = list(zip(*rows[start:start + _COPY_PIECE_ROWS], strict=True))
+                for i in escape:
+                    cols[i] = "\x00".join(cols[i]).translate(_COPY_ESCAPES).split("\x00")
+                copy.write("".join(map(line.__mod__, zip(*cols, strict=True))))
     return len(rows)
