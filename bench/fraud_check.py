@@ -1,6 +1,11 @@
 """Fraud-check latency: POST /api/v1/fraud-check with one payment at fixed rates (open loop).
 
     .venv/bin/python bench/fraud_check.py [--rates 200,500] [--seconds 15]
+    .venv/bin/python bench/fraud_check.py --sequential 1000
+
+`--sequential N`: one daphne, N checks one after the other over one connection (no queueing):
+server CPU per check split into user and system time, time per round trip, and the same for a
+trivial authenticated read (`GET /api/v1/anomalies?limit=1`): the web stack's floor.
 
 Requests leave on a fixed schedule whatever the answers do and client latency is measured from the
 scheduled send time (no coordinated omission). Server-side time comes from the `Server-Timing`
@@ -143,13 +148,52 @@ def _run(rate: float, seconds: float, ports: list[int], key: str, bodies: list[b
             "decisions": decisions}
 
 
+def _cpu_split(pid: int) -> tuple[float, float]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+def _sequential(n: int, key: str) -> None:
+    port = free_port()
+    server = start_daphne(port)
+    try:
+        wait_http(port)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+
+        def measure(label: str, method: str, path: str, bodies: list[bytes | None]) -> None:
+            for body in bodies[:300]:  # warm-up: model load, pools, caches
+                conn.request(method, path, body=body, headers=headers)
+                conn.getresponse().read()
+            (user0, sys0), started = _cpu_split(server.pid), time.perf_counter()
+            for body in bodies[300:]:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200, response.status
+            (user1, sys1), count = _cpu_split(server.pid), len(bodies) - 300
+            emit({"bench": "fraud_check_sequential", "request": label, "requests": count,
+                  "server_user_ms_per_request": round(1000 * (user1 - user0) / count, 2),
+                  "server_system_ms_per_request": round(1000 * (sys1 - sys0) / count, 2),
+                  "round_trip_ms": round(1000 * (time.perf_counter() - started) / count, 2), "servers": "1x daphne"})
+
+        measure("POST /api/v1/fraud-check", "POST", "/api/v1/fraud-check", _payments(n + 300, seed=11))  # type: ignore[arg-type]
+        measure("GET /api/v1/anomalies?limit=1", "GET", "/api/v1/anomalies?limit=1", [None] * (n + 300))
+    finally:
+        stop(server)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rates", default="200,500")
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--sequential", type=int, default=0, help="N checks one at a time instead of the rates")
     args = parser.parse_args()
     ensure_database()
     tenant = fresh_tenant("bench-fraud")
+    if args.sequential:
+        _sequential(args.sequential, tenant["api_key"])
+        return
     ports = [free_port(), free_port()]
     # The benchmark settings turn batch consumers off; the fraud-check needs none (it scores inline).
     servers = [start_daphne(port) for port in ports]

@@ -1,0 +1,92 @@
+"""Redis's own time in the enrichment script (scoring/enrich/state.lua) per payment: what caps how
+many payments one Redis process can enrich per second, whatever the workers do.
+
+    .venv/bin/python bench/enrich_redis.py [--redis redis://127.0.0.1:6379/9] [--batches 4] [--n 10000]
+
+Enriches `--batches` consecutive batches of `--n` synthetic payments (the scoring_async bench's
+generator: one customer per 8 payments, 1 % fraud), then reads Redis's `INFO commandstats`:
+`script_us_per_event` is the EVALSHA time, `commands_us_per_event` the time of the commands the
+script called. A second pass with `redis.call` replaced by a stub (returning empty results) gives
+`lua_only_us_per_event`, the script's own Lua. The rest is crossing from Lua into Redis per call.
+Uses and flushes the given Redis database. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scoring.enrich import engine  # noqa: E402
+from scoring.enrich.synthetic import payments  # noqa: E402
+
+_STUB = """local call = function(cmd, ...)
+  if cmd == 'ZRANGE' then return {} elseif cmd == 'HMGET' or cmd == 'ZMSCORE' then return {false, false, false}
+  elseif cmd == 'GET' or cmd == 'HGET' then return false end
+  return 1
+end"""
+
+
+def _use_script(source: str) -> None:
+    engine.LUA_SOURCE = source
+    engine.LUA_SHA = hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+
+def _run(client: redis.Redis, batches: list[list[dict]]) -> tuple[float, dict]:
+    client.flushdb()
+    client.config_resetstat()
+    enricher = engine.Enricher(client, "bench-enrich-redis", engine.EnrichConfig())
+    started = time.perf_counter()
+    for events in batches:
+        enricher.enrich(events)
+    wall = time.perf_counter() - started
+    return wall, client.info("commandstats")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/9")
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--n", type=int, default=10_000)
+    args = ap.parse_args()
+    client = redis.Redis.from_url(args.redis)
+    start = datetime.now(UTC) - timedelta(hours=24)
+    batches = []
+    for b in range(args.batches):
+        events = payments(args.n, seed=b, fraud_rate=0.01, hours=6, start=start + timedelta(hours=6 * b))
+        for e in events:
+            e["event_id"] = f"s{b}-{e['event_id']}"
+            e.pop("attributes", None)
+        batches.append(events)
+    n = args.n * args.batches
+    original = engine.LUA_SOURCE
+    wall, stats = _run(client, batches)
+    script_us = stats.get("cmdstat_evalsha", {}).get("usec", 0)
+    commands = {k.removeprefix("cmdstat_"): v for k, v in stats.items()
+                if k not in ("cmdstat_evalsha", "cmdstat_config", "cmdstat_info", "cmdstat_flushdb")}
+    calls = sum(v["calls"] for v in commands.values())
+    _use_script(original.replace("local call = redis.call", _STUB))
+    _, stub_stats = _run(client, batches)
+    _use_script(original)
+    client.flushdb()
+    print(json.dumps({
+        "bench": "enrich_redis", "payments": n, "wall_events_per_s": round(n / wall),
+        "script_us_per_event": round(script_us / n, 1),
+        "commands_us_per_event": round(sum(v["usec"] for v in commands.values()) / n, 1),
+        "lua_only_us_per_event": round(stub_stats.get("cmdstat_evalsha", {}).get("usec", 0) / n, 1),
+        "redis_calls_per_event": round(calls / n, 1),
+        "max_payments_per_s_per_redis": round(1e6 * n / script_us) if script_us else None,
+        "redis": client.info("server").get("redis_version"),
+    }, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()
