@@ -218,8 +218,14 @@ _MAX_ENGINES = 64
 
 
 # schema -> (monotonic expiry, revisions): saves a query per fraud-check; other processes' model,
-# rule and calibration changes reach this one within PULSE_SCORER_REVISION_SECONDS.
+# rule and calibration changes reach this one within PULSE_SCORER_REVISION_SECONDS, its own at once
+# (signals in apps.py; queryset updates wait for the expiry too).
 _revisions_seen: dict[str, tuple[float, tuple[int | None, str | None, int, str]]] = {}
+
+
+def revisions_forget(**_: Any) -> None:
+    """Saved a rule, model version or calibration in this process: read the revisions again."""
+    _revisions_seen.clear()
 
 
 def _revisions() -> tuple[int | None, str | None, int, str]:

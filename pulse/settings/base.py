@@ -25,7 +25,7 @@ PULSE_METRICS_TOKEN = env_str("PULSE_METRICS_TOKEN", "")
 # change made elsewhere takes effect within this many seconds (at once in the process that made it).
 PULSE_API_KEY_CACHE_SECONDS = env_float("PULSE_API_KEY_CACHE_SECONDS", 5.0)
 # Threads per web process running the (sync) Django request path (pulse.lib.asgi_handler).
-PULSE_WEB_THREADS = env_int("PULSE_WEB_THREADS", 4)
+PULSE_WEB_THREADS = env_int("PULSE_WEB_THREADS", 8)
 # How long a process trusts the model/rules/calibration revisions it last read (scoring.pipeline).
 PULSE_SCORER_REVISION_SECONDS = env_float("PULSE_SCORER_REVISION_SECONDS", 1.0)
 # Outbound HTTP (webhooks, Slack, imports, LLM): first retry delay, doubled per attempt.

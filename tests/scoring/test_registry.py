@@ -100,7 +100,7 @@ def test_tenant_calibration_replaces_the_global_defaults_once_there_is_enough_da
 def test_a_process_trusts_the_revisions_it_read_for_a_moment(tenant_a, redis_client, settings, monkeypatch,
                                                              django_assert_num_queries):
     """PULSE_SCORER_REVISION_SECONDS: within it, scoring asks nothing of the database; a rule edit made
-    in another process is picked up once it runs out."""
+    in another process is picked up once it runs out, one in this process at once."""
     from scoring import pipeline
     from scoring.models import Rule
     from scoring.services import rule_update, rules_ensure_defaults
@@ -114,8 +114,19 @@ def test_a_process_trusts_the_revisions_it_read_for_a_moment(tenant_a, redis_cli
     rule = Rule.objects.filter(enabled=True).order_by("pk").first()
     assert rule is not None
     rule_update(rule=rule, changes={"enabled": False})
-    assert scorer_for(tenant_a.tenant) is before  # still trusted
+    after = scorer_for(tenant_a.tenant)  # this process's own edit is seen at once
+    assert after is not before and after.key.rules_revision > before.key.rules_revision
+    # Another process's edit (a new rule version row written without this process's signals) is
+    # seen once the revisions it read expire.
+    from scoring.models import RuleVersion
+
+    with django_assert_num_queries(0):
+        assert scorer_for(tenant_a.tenant) is after
+    latest = RuleVersion.objects.order_by("-pk").first()
+    assert latest is not None
+    RuleVersion.objects.bulk_create([RuleVersion(**{f.attname: getattr(latest, f.attname)
+                                                    for f in RuleVersion._meta.concrete_fields if not f.primary_key})])
+    assert scorer_for(tenant_a.tenant) is after  # still trusted
     now = time.monotonic()
     monkeypatch.setattr(pipeline.time, "monotonic", lambda: now + 61)
-    after = scorer_for(tenant_a.tenant)
-    assert after is not before and after.key.rules_revision > before.key.rules_revision
+    assert scorer_for(tenant_a.tenant).key.rules_revision > after.key.rules_revision
