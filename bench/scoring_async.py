@@ -6,7 +6,8 @@
 (1) Batches of synthetic payments (1 % injected fraud) are stored through `events_ingest`, then
     the consumer runs on each of them inside a transaction, as `ingestion.tasks.batch_run` does:
     timed = enrichment (one Redis round trip) + detectors + rules + consensus + bulk anomaly insert
-    + calibration reservoir push; loading the batch from PostgreSQL is reported separately.
+    + calibration reservoir push; loading the batch from PostgreSQL is reported separately, and so
+    are Redis's busy share and script time during the consumer (its bound: see BENCHMARKS.md).
 (2) The bench process accepts events with `events_ingest` (the service behind POST /api/v1/events;
     HTTP parsing is not included) at `--rate` events/s in batches of `--per-batch`; one Celery
     worker (solo pool, one process) runs the batch consumers (rollups + scoring) and the alert
@@ -92,6 +93,14 @@ def throughput(args: argparse.Namespace, tenant: dict) -> None:
     connection.set_tenant(t)
     _fresh_redis(t)
     consume, load, n_total = [], [], 0
+    redis_cpu, redis_script_us = 0.0, 0
+
+    def redis_counters() -> tuple[float, int]:
+        """(Redis process CPU seconds, total microseconds of EVALSHA) so far."""
+        info = get_redis().info()
+        return (float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+                int(get_redis().info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0)))
+
     for i in range(args.batches + 1):  # the first batch warms up (rebuild, model load, rule defaults)
         # Consecutive 48 h slices (a day-long backfill per batch), so each batch reads like real traffic.
         events = _events(args.batch, seed=100 + i, hours=48, ago_hours=48 * (args.batches + 1 - i))
@@ -99,20 +108,28 @@ def throughput(args: argparse.Namespace, tenant: dict) -> None:
         batch = EventBatch.objects.get(pk=result.batch_id)
         t0 = time.perf_counter()
         events = batch_events_load(batch.pk)
+        cpu0, script0 = redis_counters()
         t1 = time.perf_counter()
         with transaction.atomic():
             transactions_consume(batch=batch, events=events)
         t2 = time.perf_counter()
+        cpu1, script1 = redis_counters()
         if i:
             load.append(t1 - t0)
             consume.append(t2 - t1)
             n_total += len(events)
+            redis_cpu += cpu1 - cpu0
+            redis_script_us += script1 - script0
     get_redis().delete("celery")
     emit({"bench": "scoring_async_throughput", "batch_events": args.batch, "batches": args.batches,
           "consume_events_per_s": round(n_total / sum(consume)), "best_batch_events_per_s":
           round(args.batch / min(consume)), "load_from_postgres_events_per_s": round(n_total / sum(load)),
           "anomalies": Anomaly.objects.count(),
           "flagged_share": round(Anomaly.objects.count() / max(1, n_total + args.batch), 4),  # warm-up batch included
+          # How busy Redis was while the consumer ran (1.0 = one core, all of it), and its script time
+          # per event: near 1.0, the consumer waits for Redis (bench/enrich_redis.py splits the script).
+          "redis_busy_share": round(redis_cpu / sum(consume), 2),
+          "redis_script_us_per_event": round(redis_script_us / max(1, n_total), 1),
           "process": "one (this one)"})
 
 
