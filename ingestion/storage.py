@@ -61,7 +61,8 @@ def events_copy(*, batch_id: int, events: list[NormalisedEvent]) -> None:
     if not events:
         return
     with connection.cursor() as cursor:
-        rows_write(cursor, "events", EVENT_COPY_COLUMNS, [(batch_id, *row) for row in copy_rows(events)])
+        rows_write(cursor, "events", EVENT_COPY_COLUMNS, ((batch_id, *row) for row in copy_rows(events)),
+                   count=len(events))
 
 
 def batch_open(*, source: str, rejected: int, event_ids: list[str]) -> tuple[EventBatch, set[str]]:

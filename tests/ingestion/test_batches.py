@@ -200,7 +200,9 @@ def test_after_response_hand_offs_queued_together_share_one_task(settings, monke
         done.result(timeout=5)
 
     drained()
-    assert sent == [((13,), {"headers": {SCHEMA_HEADER: "t_one"}}), ((7,), {"headers": {SCHEMA_HEADER: "t_two"}})]
+    # One task per tenant (two timers: which of them fires first is up to the scheduler).
+    assert len(sent) == 2 and ((13,), {"headers": {SCHEMA_HEADER: "t_one"}}) in sent
+    assert ((7,), {"headers": {SCHEMA_HEADER: "t_two"}}) in sent
     # Nothing waiting any more: the next one is sent on its own.
     services._hand_over_coalesced(14, "t_one")
     drained()

@@ -38,11 +38,13 @@ def test_insert_and_copy_paths_store_the_same_values(tenant_a, monkeypatch):  # 
         assert len(statements) == 1 and statements[0].startswith("INSERT INTO rows_write_probe")
         monkeypatch.setattr(dbmod, "SMALL_INSERT_ROWS", 0)
         assert dbmod.rows_write(cursor, "rows_write_probe", COLUMNS, iter(_rows(5, "copied"))) == 5
+        assert dbmod.rows_write(cursor, "rows_write_probe", COLUMNS, iter(_rows(5, "streamed")), count=5) == 5
         assert dbmod.rows_write(cursor, "rows_write_probe", COLUMNS, _rows(5, "lines"),
                                 line="%s\t%s\t%s\t%s\t%s\t%s\n", escape=(0, 4)) == 5
         assert dbmod.rows_write(cursor, "rows_write_probe", COLUMNS, []) == 0
         small, copied, lines = _stored(cursor, "small"), _stored(cursor, "copied"), _stored(cursor, "lines")
-    assert small == copied == lines and len(small) == 5
+        streamed = _stored(cursor, "streamed")
+    assert small == copied == lines == streamed and len(small) == 5
     amount, ip, at, doc, floats = small[4][1:]
     assert (amount, ip, at, floats) == (Decimal("4.25"), "10.0.0.4", datetime(2026, 12, 1, 10, 4, tzinfo=UTC),
                                         [0.0, 1 / 3, 2 / 3, 1.0, 4 / 3])
