@@ -42,6 +42,7 @@ from scoring.enrich import (
     Enricher,
     FeatureFrame,
     rebuild_state,
+    related_events,
     tenant_prefix,
 )
 from scoring.rules import RuleSet
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 # Under the tenant prefix: a flush or clear_state removes it with the state. Versioned with the state
 # layout: a deploy that changes what state.lua keeps rebuilds every tenant's state on first use.
-MARKER_KEY = "meta:ready:2"
+MARKER_KEY = "meta:ready:3"
 RESERVOIR_KEY = "meta:raw:{version}:{detector}"
 AMOUNTS_KEY = "meta:amounts"
 NEW_AMOUNTS_KEY = "meta:amounts_new"  # purchase amounts of new customers
@@ -518,7 +519,6 @@ def anomalies_build(scored: ScoredTransactions, *, tenant: Any, rows: Sequence[i
 # ring (to refund, block, dispute), not only the one that tipped the rule. At most this many ids.
 LINK_CAP = 50
 _ENTITY_COLUMNS = {"customer": "customer_id", "ip": "ip", "device": "device_id"}
-_VELOCITY_KEY = {"customer": "c", "ip": "i", "device": "d"}  # the velocity sets of state.lua
 
 
 def _link_window(reasons: list[dict[str, Any]], entity_type: str, windows: Mapping[str, Mapping[str, int]]) -> int:
@@ -536,46 +536,39 @@ def _link_related(scored: ScoredTransactions, tenant: Any,
     """Append to each anomaly's event_ids (the triggering event stays first) the entity's earlier
     events of the same type within the window, newest first, up to LINK_CAP ids in all.
 
-    Read from the enrichment state, one pipeline for the whole batch: the per-type velocity sets
-    ('e<cents>:<eid>' scored by time, kept 24 h) for payments and orders, the customer's
-    purchases/returns set ('x<eid>' per return, kept for the return window) for returns. That state
-    is complete even after a Redis loss (`state_ensure` rebuilds it from PostgreSQL before scoring)
-    and costs no index on the events table. Events later in the batch (already applied) are left out.
-    Limits: a purchase is linked over at most the long window (what the velocity sets keep); a set is
-    pruned by later events, so a batch spanning many hours (a backfill) may miss a few early ids."""
+    Read from the enrichment state, one Redis call for the whole batch: the entity's velocity list
+    of payments or orders (kept 24 h), the customer's return events (kept for the return window).
+    That state is complete even after a Redis loss (`state_ensure` rebuilds it from PostgreSQL
+    before scoring) and costs no index on the events table. Events later in the batch (already
+    applied) are left out. Limits: a purchase is linked over at most the long window (what the
+    velocity lists keep); a list is pruned by later events, so a batch spanning many hours (a
+    backfill) may miss a few early ids."""
     from pulse.lib.redis import get_redis
 
     client = scored.client or get_redis()
-    prefix = tenant_prefix(tenant_key(tenant))
     cfg = scored.scorer.enrich_config
     ts = scored.frame["ts_ms"]
-    pipe = client.pipeline(transaction=False)
-    wanted: list[tuple[Any, str, int]] = []
+    requests: list[tuple[str, str, str, int, int, int]] = []
+    wanted: list[tuple[Any, int]] = []
     for i, anomaly, entity_type, entity, window in links:
         code = TRANSACTION_TYPES.get(str(scored.events[i].get("type")), "")
         if code == "R":
             if entity_type != "customer":
-                continue  # returns feed only the customer's set
-            key, tag, seconds, limit = f"{prefix}rr:{entity}", "x", min(window, cfg.return_window_seconds), cfg.return_cap
+                continue  # returns are kept per customer only
+            seconds, limit = min(window, cfg.return_window_seconds), cfg.return_cap
         elif code:
-            key, tag, seconds = f"{prefix}v{code}:{_VELOCITY_KEY[entity_type]}:{entity}", "e", min(
-                window, cfg.long_window_seconds)
-            limit = LINK_CAP + 1
+            seconds, limit = min(window, cfg.long_window_seconds), LINK_CAP + 1
         else:
             continue
-        hi = int(ts[i])
-        pipe.zrange(key, hi, f"({hi - seconds * 1000}", desc=True, byscore=True, offset=0, num=limit)
-        wanted.append((anomaly, tag, i))
+        requests.append((entity_type, code, entity, int(ts[i]), seconds, limit))
+        wanted.append((anomaly, i))
     if not wanted:
         return
     position = {str(e.get("event_id")): k for k, e in enumerate(scored.events)}
-    for (anomaly, tag, i), members in zip(wanted, pipe.execute(), strict=True):
+    found = related_events(client, tenant_prefix(tenant_key(tenant)), requests)
+    for (anomaly, i), eids in zip(wanted, found, strict=True):
         ids = anomaly.event_ids
-        for raw in members:
-            member = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if not member.startswith(tag):
-                continue
-            eid = member.partition(":")[2] if tag == "e" else member[1:]
+        for eid in eids:
             if eid in ids or position.get(eid, -1) > i:
                 continue
             ids.append(eid)

@@ -13,6 +13,8 @@ from scoring.enrich.engine import (
     hour_of_week,
     new_customer_quantiles,
     rebuild_state,
+    record_key,
+    related_events,
     return_rate,
     tenant_prefix,
 )
@@ -28,6 +30,8 @@ __all__ = [
     "hour_of_week",
     "new_customer_quantiles",
     "rebuild_state",
+    "record_key",
+    "related_events",
     "return_rate",
     "tenant_prefix",
 ]

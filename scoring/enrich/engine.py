@@ -33,6 +33,8 @@ from scoring.features import FEATURE_NAMES
 
 LUA_SOURCE = (Path(__file__).with_name("state.lua")).read_text(encoding="utf-8")
 LUA_SHA = hashlib.sha1(LUA_SOURCE.encode("utf-8")).hexdigest()
+RELATED_SOURCE = (Path(__file__).with_name("related.lua")).read_text(encoding="utf-8")
+RELATED_SHA = hashlib.sha1(RELATED_SOURCE.encode("utf-8")).hexdigest()
 
 TRANSACTION_TYPES = {"payment": "P", "order": "O", "return": "R"}
 _FAILED = {"failed", "declined", "error", "refused", "rejected"}
@@ -41,7 +43,7 @@ _STATUS_CODE = {**{v: "F" for v in _FAILED}, **{v: "S" for v in _SUCCEEDED}}
 _TENANT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,63}$")
 _N_OUT = 29  # numbers returned per event by state.lua
 _HEADER = 12
-_FIELDS = 14  # fields per event line (see state.lua)
+_FIELDS = 11  # fields per event line (see state.lua)
 
 
 DEFAULT_PRIOR_LOG_MEDIAN = math.log1p(50.0)
@@ -64,7 +66,7 @@ class EnrichConfig:
     device_streak_ttl_seconds: int = 7 * 86_400
     return_window_seconds: int = 90 * 86_400  # purchases and returns behind the return rate
     return_cap: int = 256  # members kept per customer in the purchases/returns set
-    velocity_cap: int = 500  # velocity counts saturate here: bounds memory and Lua time on hot IPs
+    velocity_cap: int = 500  # velocity and distinct-customer counts saturate here: bounds hot IPs
     attribute_cap: int = 64
     history_cap: int = 32
     # Tenant-wide prior of log1p(amount): cold-start values until `amount_prior()` is fed real data.
@@ -294,16 +296,12 @@ class Enricher:
             eid = np.array([e or uuid.uuid4().hex for e in eid], dtype=object)
         cust, ip, dev = _str_col(cols["customer_id"]), _str_col(cols["ip"]), _str_col(cols["device_id"])
         pm, country = _str_col(cols["payment_method"]), _str_col(cols["country"])
-        # One argument per event, fields joined by \x1f; window bounds precomputed (see state.lua).
+        # One argument per event, fields joined by \x1f (see state.lua).
         sep = "\x1f"
-        c = self.config
-        lo24 = "(" + (ts_ms - c.long_window_seconds * 1000).astype(str).astype(object)
-        lo1 = "(" + (ts_ms - c.short_window_seconds * 1000).astype(str).astype(object)
-        lor = "(" + (ts_ms - c.return_window_seconds * 1000).astype(str).astype(object)
         order = _str_col(cols["order_id"])
         line = (eid + sep + type_codes + sep + st_code + sep + ts_ms.astype(str).astype(object) + sep
-                + lo24 + sep + lo1 + sep + cents.astype(str).astype(object) + sep + cust + sep + ip + sep
-                + dev + sep + pm + sep + country + sep + order + sep + lor)
+                + cents.astype(str).astype(object) + sep + cust + sep + ip + sep
+                + dev + sep + pm + sep + country + sep + order)
         argv = line.tolist()
         if "".join(argv).count(sep) != (_FIELDS - 1) * n:
             raise ValueError("event fields must not contain the \\x1f control character")
@@ -337,22 +335,20 @@ class Enricher:
             m = min(size, prep.n - start)
             args = self._header(m, want_output) + prep.argv[start:start + m]
             calls.append(args)
+        if len(calls) == 1:  # the fraud-check path: a bare EVALSHA, no pipeline overhead
+            return [_evalsha(self.client, LUA_SOURCE, LUA_SHA, [self.prefix], calls[0])]
         for attempt in (0, 1):
             try:
-                if len(calls) == 1:  # the fraud-check path: a bare EVALSHA, no pipeline overhead
-                    replies = [self.client.evalsha(LUA_SHA, 1, self.prefix, *calls[0])]
-                else:
-                    pipe = self.client.pipeline(transaction=False)
-                    for args in calls:
-                        pipe.execute_command("EVALSHA", LUA_SHA, 1, self.prefix, *args)
-                    replies = pipe.execute()
-                break
+                pipe = self.client.pipeline(transaction=False)
+                for args in calls:
+                    pipe.execute_command("EVALSHA", LUA_SHA, 1, self.prefix, *args)
+                return pipe.execute()
             except redis_lib.exceptions.NoScriptError:
                 # Script cache empty (Redis restart): no chunk ran, so loading and retrying is safe.
                 if attempt:
                     raise
                 self.client.script_load(LUA_SOURCE)
-        return replies
+        raise AssertionError("unreachable")
 
     def _features(self, prep: _Prepared, raw: np.ndarray) -> FeatureFrame:
         c = self.config
@@ -410,6 +406,45 @@ class Enricher:
         frame["ts_ms"] = np.array([], dtype=np.int64)
         frame["applied"] = np.array([], dtype=np.int64)
         return frame
+
+
+def _evalsha(client: redis_lib.Redis, source: str, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """EVALSHA, loading the script once when Redis's script cache is empty (a restart)."""
+    try:
+        return client.evalsha(sha, len(keys), *keys, *args)
+    except redis_lib.exceptions.NoScriptError:
+        client.script_load(source)
+        return client.evalsha(sha, len(keys), *keys, *args)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the state
+
+
+def record_key(prefix: str, entity_type: str, code: str, entity: str) -> tuple[str, str]:
+    """(record key, field) of state.lua holding an entity's events of one type: the velocity list
+    of payments ('P') or orders ('O') of a customer, IP or device; a customer's returns ('R')."""
+    if entity_type == "customer":
+        return f"{prefix}c:{entity}", ("r" if code == "R" else f"v{code}")
+    if code == "R" or entity_type not in ("ip", "device"):
+        raise ValueError(f"no {code!r} events are kept per {entity_type}")
+    return f"{prefix}{entity_type[0]}{code}:{entity}", "v"
+
+
+def related_events(client: redis_lib.Redis, prefix: str,
+                   requests: Sequence[tuple[str, str, str, int, int, int]]) -> list[list[str]]:
+    """Event ids of an entity within (hi - seconds, hi], newest first, up to `limit`, for each
+    request (entity_type, type code, entity, hi_ms, seconds, limit); one Redis call in all."""
+    if not requests:
+        return []
+    keys: list[str] = []
+    args: list[Any] = []
+    for entity_type, code, entity, hi, seconds, limit in requests:
+        key, fld = record_key(prefix, entity_type, code, entity)
+        keys.append(key)
+        args += [fld, int(hi), int(hi) - seconds * 1000, limit]
+    reply = _evalsha(client, RELATED_SOURCE, RELATED_SHA, keys, args)
+    return [[v.decode() if isinstance(v, bytes) else str(v) for v in ids] for ids in reply]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,55 +4,70 @@
 --          a tenant lives in one slot, so building key names here stays cluster-safe).
 -- ARGV     header (H fields) then ONE string per event, fields separated by \31 (unit separator):
 --            1 eid  2 type (P payment / O order / R return)  3 status (F failed / S succeeded / '')
---            4 ts_ms  5 '(' .. ts_ms - long window  6 '(' .. ts_ms - short window  7 amount_cents
---            8 customer  9 ip  10 device  11 payment_method  12 country  13 order_id
---            14 '(' .. ts_ms - return window
---          One argument per event (not twelve): argument encoding dominated the client side.
---          Window bounds come precomputed as strings: number->string formatting inside
---          redis.call was the largest cost of the script.
--- Returns  one binary string, 29 little-endian doubles per event (struct.pack, again to avoid
---          number formatting), or the applied count when want_output is 0 (rebuild).
+--            4 ts_ms  5 amount_cents  6 customer  7 ip  8 device  9 payment_method  10 country
+--            11 order_id
+--          One argument per event (not eleven): argument encoding dominated the client side.
+-- Returns  one binary string, 29 little-endian doubles per event (struct.pack, to avoid number
+--          formatting), or the applied count when want_output is 0 (rebuild).
+--
+-- State: ONE record per entity, a MessagePack-encoded string (`related.lua` reads it too: keep it in
+-- step):
+--   customer  P..'c:'..id         f first seen, s failed-payment streak, h amount history (flat
+--                                 {cents, tag, ...}, newest first), vP / vO velocity of payments /
+--                                 orders, a attributes ('d:'/'i:'/'k:'/'p:'..value -> last seen),
+--                                 r purchases and returns (member -> time, see below)
+--   ip        P..'i'..type..':'..ip    v velocity, c customers (id -> last seen)
+--   device    P..'d'..type..':'..dev   v velocity, c customers, s failed streak, st its time (the
+--                                      streak resets after DTTL of data time without attempts)
+-- Velocity is a flat array {ts, cents, event id, ...} sorted by time.
+--
+-- Why records and not one Redis sorted set per feature: each redis.call from Lua costs ~1.6 us of
+-- crossing on top of the command (measured by bench/enrich_redis.py), and the sorted-set layout
+-- needed ~32 calls per payment. Here a chunk reads every record it touches with a few MGETs,
+-- works on decoded Lua tables (an entity seen twice in a chunk is decoded once) and writes each
+-- changed record back once with SET ... PX: about two calls per distinct entity per chunk.
 --
 -- Writes happen before reads, so counts include the current event and later events of the same
--- chunk see the earlier ones. Every key gets a TTL on each write. Sorted sets are pruned by time
--- and capped by rank on about one event in eight (chosen by the event id, so the batch and the
--- single-event path prune identically); reads always use explicit score windows, so pruning
--- never changes a feature.
+-- chunk see the earlier ones. Every record gets a TTL when written. Time windows are applied on
+-- every read (explicit bounds), and what fell out of a window is dropped when the record is written
+-- back: entries at or before the newest "out of window" bound any event set ("horizon"). Reads
+-- honour the horizon, and maps drop their oldest member beyond their cap at once, so a record gives
+-- the same features whether it was written back after every event (fraud-check) or once per chunk
+-- (batches). One approximation: a velocity list is cut to its newest `VCAP` entries on write-back
+-- only, which a LATE event (older than the list's newest) on an entity with more than `VCAP`
+-- events in the window can tell apart; its counts saturate at `VCAP` either way.
 --
--- Purchases and returns per customer ('rr:' sorted set, scored by time, window = return window):
--- 'o<order>' one member per purchased order (an order event and its successful payment are ONE
--- purchase), 'r<order>' one per order with a return, 'x<event id>' one per return event. Members
--- are set elements, so replaying an event changes nothing; without an order id the event id
--- stands for the order.
+-- Purchases and returns per customer (r, within the return window): 'o<order>' one member per
+-- purchased order (an order event and its successful payment are ONE purchase), 'r<order>' one
+-- per order with a return, 'x<event id>' one per return event. Members are keys, so replaying an
+-- event changes nothing; without an order id the event id stands for the order.
 local P = KEYS[1]
 local n = tonumber(ARGV[1])
 local WL = tonumber(ARGV[2])      -- long window (24 h) in ms
 local WS = tonumber(ARGV[3])      -- short window (1 h) in ms
 local ARET = tonumber(ARGV[4])    -- retention of customer attributes (devices, IPs, ...)
-local PTTL = ARGV[5]              -- TTL of the customer profile (ms, string)
-local VCAP = tonumber(ARGV[6])    -- max members read/kept per velocity set
-local ACAP = tonumber(ARGV[7])    -- max members kept per customer attribute set
+local PTTL = tonumber(ARGV[5])    -- TTL of the customer record (ms)
+local VCAP = tonumber(ARGV[6])    -- max entries read/kept per velocity list / customers per ip, device
+local ACAP = tonumber(ARGV[7])    -- max customer attributes kept
 local HCAP = tonumber(ARGV[8])    -- amounts kept in the customer amount history
 local WANT = ARGV[9] == '1'
-local DTTL = ARGV[10]             -- TTL of the device failure streak (ms, string)
-local RW_S = ARGV[11]             -- return window (ms, string): TTL of the purchases/returns set
-local RCAP = tonumber(ARGV[12])   -- max members read/kept in the purchases/returns set
+local DTTL = tonumber(ARGV[10])   -- the device failure streak resets after this long without attempts
+local RW = tonumber(ARGV[11])     -- return window (ms)
+local RCAP = tonumber(ARGV[12])   -- max members kept in the purchases/returns map
 local H = 12
-local VTTL = tostring(WL + WS)
-local ARET_S = ARGV[4]
+local VTTL = WL + WS
+local CTTL = math.max(PTTL, ARET, RW, VTTL)
+local DEVTTL = math.max(VTTL, DTTL)
 local OUTFMT = '<' .. string.rep('d', 29)
-local VCAP_S, ACAP_S = ARGV[6], ARGV[7]
 
 local call = redis.call
 local tonum = tonumber
 local byte = string.byte
 local find = string.find
 local sub = string.sub
-local match = string.match
 local pack = struct.pack
-local out = {}
-local k = 0
-local applied_total = 0
+local mp_pack, mp_unpack = cmsgpack.pack, cmsgpack.unpack
+local NEG = -math.huge
 
 local function fields(s)
   local f, pos, i = {}, 1, 0
@@ -65,58 +80,236 @@ local function fields(s)
   end
 end
 
--- Add a member scored by time (only when new with nx), refresh the TTL and, on pruning events,
--- drop what fell out of the window (score <= lo) and keep the newest `cap`. Returns ZADD's count
--- (0: the member was already there).
-local function zadd_windowed(key, ts, member, nx, ttl, lo, cap, prune)
-  local added
-  if nx then added = call('ZADD', key, 'NX', ts, member) else added = call('ZADD', key, ts, member) end
-  call('PEXPIRE', key, ttl)
-  if prune then
-    call('ZREMRANGEBYSCORE', key, '-inf', lo)
-    call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
+-- ---------------------------------------------------------------------------------------------
+-- records: read with MGET up front, decoded on first use, written back once at the end
+
+local ev = {}
+local keys, slot = {}, {}
+local function want_key(key)
+  if not slot[key] then keys[#keys + 1] = key; slot[key] = #keys end
+end
+-- Record keys of an event go to a[12] (customer), a[13] (ip), a[14] (device); false: none.
+for e = 1, n do
+  local a = fields(ARGV[H + e])
+  ev[e] = a
+  local typ = a[2]
+  local kc, ki, kd = false, false, false
+  if a[6] ~= '' then kc = P .. 'c:' .. a[6]; want_key(kc) end
+  if typ ~= 'R' then
+    if a[7] ~= '' then ki = P .. 'i' .. typ .. ':' .. a[7]; want_key(ki) end
+    if a[8] ~= '' then kd = P .. 'd' .. typ .. ':' .. a[8]; want_key(kd) end
   end
-  return added
+  a[12], a[13], a[14] = kc, ki, kd
+end
+local raw = {}
+for i = 1, #keys, 500 do
+  local got = call('MGET', unpack(keys, i, math.min(i + 499, #keys)))
+  for j = 1, #got do raw[i + j - 1] = got[j] end
 end
 
--- Velocity of one entity: sorted set of 'e<cents>:<eid>' scored by time.
--- Returns added (0 when the event was already there), c1, a1, c24, a24.
-local function velocity(key, ts, lo24, lo1, evm, write, prune)
+-- cache[key] = {rec = decoded record, ttl, dirty, hz = field -> horizon, ids = field -> set of
+-- event ids (made when first needed)}
+local cache = {}
+local function open(key, ttl)
+  local c = cache[key]
+  if not c then
+    local s = raw[slot[key]]
+    c = {rec = s and mp_unpack(s) or {}, ttl = ttl, dirty = false, hz = {}}
+    cache[key] = c
+  end
+  return c
+end
+
+local function horizon(c, fld, lo)
+  local hz = c.hz
+  local old = hz[fld]
+  if not old or lo > old then hz[fld] = lo end
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- velocity: flat {ts, cents, eid, ...} sorted by ts
+
+local function ids_of(c, fld)
+  local all = c.ids
+  if not all then all = {}; c.ids = all end
+  local ids = all[fld]
+  if not ids then
+    ids = {}
+    local v = c.rec[fld]
+    if v then for i = 3, #v, 3 do ids[v[i]] = true end end
+    all[fld] = ids
+  end
+  return ids
+end
+
+local function insert_sorted(v, t, cents, eid)
+  local m = #v
+  if m == 0 or v[m - 2] <= t then
+    v[m + 1] = t; v[m + 2] = cents; v[m + 3] = eid
+    return
+  end
+  local i = m - 2
+  while i > 1 and v[i - 3] > t do i = i - 3 end
+  table.insert(v, i, eid); table.insert(v, i, cents); table.insert(v, i, t)
+end
+
+-- Returns added (0 when the event was already there), c1, a1, c24, a24 over (t - 24 h, t].
+-- `guard`: look the event id up first (the list is the replay guard); otherwise the caller knows
+-- the event is new (its customer's list said so).
+local function velocity(c, fld, t, eid, cents, write, guard)
   local added = 0
-  if write then added = zadd_windowed(key, ts, evm, false, VTTL, lo24, VCAP, prune) end
-  -- Newest first within (t - 24 h, t]: the first c1 of them are the last hour.
-  local items = call('ZRANGE', key, ts, lo24, 'BYSCORE', 'REV', 'LIMIT', '0', VCAP_S)
-  local c1 = call('ZCOUNT', key, lo1, ts)
-  local a1, a24 = 0, 0
-  for i = 1, #items do
-    local cents = tonum(match(items[i], '^e(%d+)'))
-    a24 = a24 + cents
-    if i <= c1 then a1 = a1 + cents end
+  local lo24, lo1 = t - WL, t - WS
+  local v = c.rec[fld]
+  if write then
+    local ids = guard and ids_of(c, fld)
+    if not (ids and ids[eid]) then
+      if ids then ids[eid] = true end
+      if not v then v = {}; c.rec[fld] = v end
+      insert_sorted(v, t, cents, eid)
+      horizon(c, fld, lo24)
+      c.dirty = true
+      added = 1
+    end
   end
-  if c1 > #items then c1 = #items end
-  return added, c1, a1, #items, a24
+  local c1, a1, c24, a24 = 0, 0, 0, 0
+  if v then
+    local lo = c.hz[fld] or NEG
+    if lo24 > lo then lo = lo24 end
+    local i = #v - 2
+    while i >= 1 do
+      local ts = v[i]
+      if ts <= lo then break end
+      if ts <= t then
+        local cc = v[i + 1]
+        c24 = c24 + 1; a24 = a24 + cc
+        if ts > lo1 then c1 = c1 + 1; a1 = a1 + cc end
+        if c24 >= VCAP then break end
+      end
+      i = i - 3
+    end
+  end
+  return added, c1, a1, c24, a24
 end
 
--- Distinct customers of an IP / device within (t - 24 h, +inf), last-seen scores.
-local function customers(key, ts, lo24, cm, write, prune)
-  if write then
-    call('ZADD', key, 'GT', ts, cm)
-    call('PEXPIRE', key, VTTL)
-    if prune then call('ZREMRANGEBYSCORE', key, '-inf', lo24) end
+local function velocity_compact(v, hz)
+  local m = #v
+  local first = 1
+  if hz then while first <= m and v[first] <= hz do first = first + 3 end end
+  if m - first + 1 > 3 * VCAP then first = m - 3 * VCAP + 1 end
+  if first == 1 then return v end
+  local out, k = {}, 0
+  for i = first, m do k = k + 1; out[k] = v[i] end
+  return out
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- time maps (member -> last seen or first seen): customers of an ip/device, attributes, purchases
+
+local function map_count(map, lo, hi)  -- members with lo < time <= hi
+  local m = 0
+  if map then for _, ts in pairs(map) do if ts > lo and ts <= hi then m = m + 1 end end end
+  return m
+end
+
+local function map_compact(map, hz, cap)
+  local m, stale = 0, false
+  for _, ts in pairs(map) do
+    m = m + 1
+    if hz and ts <= hz then stale = true end
   end
-  return call('ZCOUNT', key, lo24, '+inf')
+  if not stale and m <= cap then return map end
+  local kept
+  kept, m = {}, 0
+  for k, ts in pairs(map) do
+    if not hz or ts > hz then m = m + 1; kept[m] = k end
+  end
+  if m > cap then
+    table.sort(kept, function(x, y) return map[x] > map[y] end)
+    for i = cap + 1, m do kept[i] = nil end
+  end
+  local out = {}
+  for i = 1, #kept do out[kept[i]] = map[kept[i]] end
+  return out
+end
+
+-- Put member -> t in the map `fld` of a record (only when new with nx, else when new or later)
+-- and keep at most `cap` members: beyond it the oldest goes (ties: the smallest member), at once,
+-- so the next read sees what a record written back after every event would hold. Returns 1 when
+-- the member was new.
+local function map_put(c, fld, member, t, nx, cap)
+  local map = c.rec[fld]
+  if not map then map = {}; c.rec[fld] = map end
+  local old = map[member]
+  if old and (nx or t <= old) then return 0 end
+  map[member] = t
+  c.dirty = true
+  if old then return 0 end
+  local sizes = c.sizes
+  if not sizes then sizes = {}; c.sizes = sizes end
+  local m = sizes[fld]
+  if not m then
+    m = 0
+    for _ in pairs(map) do m = m + 1 end
+  else
+    m = m + 1
+  end
+  if m > cap then  -- first what fell out of the window (gone once written back), then the oldest
+    local hz = c.hz[fld]
+    if hz then
+      for key, ts in pairs(map) do
+        if ts <= hz then map[key] = nil; m = m - 1 end
+      end
+    end
+  end
+  if m > cap then
+    local victim, vt = nil, math.huge
+    for key, ts in pairs(map) do
+      if ts < vt or (ts == vt and key < victim) then victim, vt = key, ts end
+    end
+    map[victim] = nil
+    m = m - 1
+  end
+  sizes[fld] = m
+  return 1
+end
+
+-- Distinct customers of an ip / device within (t - 24 h, +inf), last-seen times.
+local function customers(c, t, cust, write)
+  local lo24 = t - WL
+  local map = c.rec.c
+  if write then
+    map_put(c, 'c', cust, t, false, VCAP)
+    map = c.rec.c
+    horizon(c, 'c', lo24)
+  end
+  local lo = c.hz.c or NEG
+  if lo24 > lo then lo = lo24 end
+  local m = map_count(map, lo, math.huge)
+  if m > VCAP then m = VCAP end
+  return m
 end
 
 -- Purchases / returns of a customer within the return window: write (when asked), then count.
 -- Returns added (0 when the member was already there), orders, returned orders, return events.
-local function purchases(key, ts, lo, member, write, prune)
+local function purchases(c, t, member, write)
   local added = 0
-  if write then added = zadd_windowed(key, ts, member, true, RW_S, lo, RCAP, prune) end
-  local items = call('ZRANGE', key, ts, lo, 'BYSCORE', 'REV', 'LIMIT', '0', RCAP)
+  local lo = t - RW
+  local map = c.rec.r
+  if write then
+    added = map_put(c, 'r', member, t, true, RCAP)
+    map = c.rec.r
+    horizon(c, 'r', lo)
+  end
+  local hz = c.hz.r
+  if hz and hz > lo then lo = hz end
   local no, nr, nx = 0, 0, 0
-  for i = 1, #items do
-    local c0 = byte(items[i], 1)
-    if c0 == 111 then no = no + 1 elseif c0 == 114 then nr = nr + 1 elseif c0 == 120 then nx = nx + 1 end
+  if map then
+    for k, ts in pairs(map) do
+      if ts > lo and ts <= t then
+        local c0 = byte(k, 1)
+        if c0 == 111 then no = no + 1 elseif c0 == 114 then nr = nr + 1 elseif c0 == 120 then nx = nx + 1 end
+      end
+    end
   end
   return added, no, nr, nx
 end
@@ -126,17 +319,22 @@ local function median(sorted, m)
   return 0.5 * (sorted[m / 2] + sorted[m / 2 + 1])
 end
 
+-- ---------------------------------------------------------------------------------------------
+-- the events, in order
+
+local out = {}
+local k = 0
+local applied_total = 0
+
 for e = 1, n do
-  local a = fields(ARGV[H + e])
-  local eid, typ, st, ts, lo24, lo1 = a[1], a[2], a[3], a[4], a[5], a[6]
-  local t, cents = tonum(ts), tonum(a[7])
-  local cust, ip, dev, pm, ctry = a[8], a[9], a[10], a[11], a[12]
-  local okey, lor = a[13], a[14]
+  local a = ev[e]
+  local eid, typ, st = a[1], a[2], a[3]
+  local t, cents = tonum(a[4]), tonum(a[5])
+  local cust, ip, dev, pm, ctry, okey = a[6], a[7], a[8], a[9], a[10], a[11]
   if okey == '' then okey = 'e:' .. eid end
   -- Short tag of the purchase in the amount history: an order and its payment are one purchase.
   local otag = sub(redis.sha1hex(okey), 1, 8)
   local has_c, has_i, has_d = cust ~= '', ip ~= '', dev ~= ''
-  local prune = byte(eid, -1) % 8 == 0
 
   local c1, ca1, c24, ca24 = 0, 0, 0, 0
   local i1, ia1, i24, ia24 = 0, 0, 0, 0
@@ -147,69 +345,65 @@ for e = 1, n do
   local applied = 1
 
   if typ == 'R' then
-    -- Returns only feed the purchases/returns set (and the customer's first-seen time).
+    -- Returns only feed the purchases/returns map (and the customer's first-seen time).
     if has_c then
-      local rk = P .. 'rr:' .. cust
-      local added = call('ZADD', rk, 'NX', ts, 'x' .. eid)
+      local cc = open(a[12], CTTL)
+      local added = purchases(cc, t, 'x' .. eid, true)
       if added == 0 then applied = 0 end
       local _
-      _, npur, nret, nrev = purchases(rk, ts, lor, 'r' .. okey, added == 1, prune)
-      local pk = P .. 'cp:' .. cust
-      local first = tonum(call('HGET', pk, 'f'))
-      if added == 1 then
-        if not first or t < first then call('HSET', pk, 'f', ts); first = t end
-        call('PEXPIRE', pk, PTTL)
-      end
+      _, npur, nret, nrev = purchases(cc, t, 'r' .. okey, added == 1)
+      local first = cc.rec.f
+      if added == 1 and (not first or t < first) then cc.rec.f = t; first = t end
       tenure = first and math.max(0, t - first) or 0
     end
   else
-    local evm = 'e' .. a[7] .. ':' .. eid
     local write = true
-    local vt = P .. 'v' .. typ
+    local vf = 'v' .. typ
+    local cc
     if has_c then
+      cc = open(a[12], CTTL)
       local added
-      added, c1, ca1, c24, ca24 = velocity(vt .. ':c:' .. cust, ts, lo24, lo1, evm, true, prune)
-      -- The customer set doubles as the replay guard: an event id already there was applied
-      -- before (a re-run batch), so nothing else is mutated a second time.
+      added, c1, ca1, c24, ca24 = velocity(cc, vf, t, eid, cents, true, true)
+      -- The customer's velocity doubles as the replay guard: an event id already there was
+      -- applied before (a re-run batch), so nothing else is mutated a second time.
       if added == 0 then write = false end
     end
     if has_i then
+      local ic = open(a[13], VTTL)
       local added
-      added, i1, ia1, i24, ia24 = velocity(vt .. ':i:' .. ip, ts, lo24, lo1, evm, write, prune)
+      added, i1, ia1, i24, ia24 = velocity(ic, 'v', t, eid, cents, write, not has_c)
       if not has_c and write and added == 0 then write = false end
-      if has_c then ip_dc = customers(vt .. ':ic:' .. ip, ts, lo24, cust, write, prune) end
+      if has_c then ip_dc = customers(ic, t, cust, write) end
     end
     if has_d then
+      local dc = open(a[14], typ == 'P' and DEVTTL or VTTL)
       local added
-      added, d1, da1, d24, da24 = velocity(vt .. ':d:' .. dev, ts, lo24, lo1, evm, write, prune)
+      added, d1, da1, d24, da24 = velocity(dc, 'v', t, eid, cents, write, not has_c and not has_i)
       if not has_c and not has_i and write and added == 0 then write = false end
-      if has_c then dev_dc = customers(vt .. ':dc:' .. dev, ts, lo24, cust, write, prune) end
+      if has_c then dev_dc = customers(dc, t, cust, write) end
       if typ == 'P' then
-        local dk = P .. 'ds:' .. dev
-        dfs = tonum(call('GET', dk)) or 0
+        local r = dc.rec
+        if r.s and r.st and t - r.st <= DTTL then dfs = r.s end
         if write and st ~= '' then
-          call('SET', dk, (st == 'F') and (dfs + 1) or 0, 'PX', DTTL)
+          r.s = (st == 'F') and (dfs + 1) or 0; r.st = t; dc.dirty = true
         end
       end
     end
     if not write then applied = 0 end
     if has_c then
-      local pk = P .. 'cp:' .. cust
-      local f = call('HMGET', pk, 'f', 's', 'h')
-      local first = tonum(f[1])
+      local r = cc.rec
+      local first = r.f
       local known = first ~= nil
       tenure = known and math.max(0, t - first) or 0
-      cfs = tonum(f[2]) or 0
-      local hist = f[3] or ''
+      cfs = r.s or 0
       -- Amount history: median / MAD of log1p(amount) of past purchase events, newest first.
-      -- Entries are 'cents/tag': the entry of this very purchase (the order of this payment) is kept
-      -- but is not history for it.
-      local vals, raw, m, r = {}, {}, 0, 0
-      if hist ~= '' then
-        for v in string.gmatch(hist, '[^,]+') do
-          local c, tag = match(v, '^(%d+)/?(%w*)$')
-          r = r + 1; raw[r] = v
-          if tag ~= otag then m = m + 1; vals[m] = math.log(1 + tonum(c) / 100) end
+      -- Entries are {cents, tag}: the entry of this very purchase (the order of this payment) is
+      -- kept but is not history for it.
+      local hist = r.h
+      local vals, m = {}, 0
+      if hist then
+        for i = 1, #hist, 2 do
+          if hist[i + 1] ~= otag then m = m + 1; vals[m] = math.log(1 + hist[i] / 100) end
         end
       end
       hn = m
@@ -222,16 +416,17 @@ for e = 1, n do
         hmad = median(dev_abs, m)
       end
       -- Customer attributes: last-seen time per device / IP / country / payment method.
-      local ak = P .. 'ca:' .. cust
+      local attrs = r.a
       local probe, kinds = {}, {}
       if has_d then probe[#probe + 1] = 'd:' .. dev; kinds[#kinds + 1] = 'd' end
       if has_i then probe[#probe + 1] = 'i:' .. ip; kinds[#kinds + 1] = 'i' end
       if ctry ~= '' then probe[#probe + 1] = 'k:' .. ctry; kinds[#kinds + 1] = 'k' end
       if known and #probe > 0 then
-        local sc = call('ZMSCORE', ak, unpack(probe))
+        local hz = cc.hz.a or NEG
         for i = 1, #probe do
-          -- Last seen before the retention horizon counts as never seen (pruning is lazy).
-          if not (sc[i] and tonum(sc[i]) > t - ARET) then
+          -- Last seen before the retention horizon counts as never seen.
+          local seen = attrs and attrs[probe[i]]
+          if not (seen and seen > t - ARET and seen > hz) then
             if kinds[i] == 'd' then new_d = 1 elseif kinds[i] == 'i' then new_i = 1 else new_k = 1 end
           end
         end
@@ -239,36 +434,31 @@ for e = 1, n do
       if pm ~= '' then probe[#probe + 1] = 'p:' .. pm end
       if write then
         if #probe > 0 then
-          local args = {}
-          for i = 1, #probe do args[2 * i - 1] = ts; args[2 * i] = probe[i] end
-          call('ZADD', ak, 'GT', unpack(args))
-          call('PEXPIRE', ak, ARET_S)
-          if prune then
-            call('ZREMRANGEBYSCORE', ak, '-inf', t - ARET)
-            call('ZREMRANGEBYRANK', ak, 0, -(ACAP + 1))
-          end
+          for i = 1, #probe do map_put(cc, 'a', probe[i], t, false, ACAP) end
+          attrs = r.a
+          horizon(cc, 'a', t - ARET)
         end
-        local hs = {}
-        if not known or t < first then hs[#hs + 1] = 'f'; hs[#hs + 1] = ts end
-        if typ == 'P' and st ~= '' then
-          hs[#hs + 1] = 's'; hs[#hs + 1] = (st == 'F') and (cfs + 1) or 0
-        end
+        if not known or t < first then r.f = t end
+        if typ == 'P' and st ~= '' then r.s = (st == 'F') and (cfs + 1) or 0 end
         -- Purchases feed the amount history, failed attempts do not.
         if typ == 'O' or st == 'S' then
-          local keep = {a[7] .. '/' .. otag}
-          for i = 1, math.min(r, HCAP - 1) do keep[i + 1] = raw[i] end
-          hs[#hs + 1] = 'h'; hs[#hs + 1] = table.concat(keep, ',')
+          local keep = {cents, otag}
+          if hist then for i = 1, math.min(#hist, 2 * (HCAP - 1)) do keep[i + 2] = hist[i] end end
+          r.h = keep
         end
-        if #hs > 0 then call('HSET', pk, unpack(hs)) end
-        call('PEXPIRE', pk, PTTL)
+        cc.dirty = true
       end
       local _
-      _, npur, nret, nrev = purchases(P .. 'rr:' .. cust, ts, lor, 'o' .. okey,
-        write and (typ == 'O' or st == 'S'), prune)
-      local items = call('ZRANGE', ak, '+inf', lo24, 'BYSCORE', 'REV', 'LIMIT', '0', ACAP_S)
-      for i = 1, #items do
-        local c0 = byte(items[i], 1)
-        if c0 == 100 then ddev = ddev + 1 elseif c0 == 112 then dpm = dpm + 1 end -- 'd', 'p'
+      _, npur, nret, nrev = purchases(cc, t, 'o' .. okey, write and (typ == 'O' or st == 'S'))
+      if attrs then
+        local lo = cc.hz.a or NEG
+        if t - WL > lo then lo = t - WL end
+        for key, seen in pairs(attrs) do
+          if seen > lo then
+            local c0 = byte(key, 1)
+            if c0 == 100 then ddev = ddev + 1 elseif c0 == 112 then dpm = dpm + 1 end -- 'd', 'p'
+          end
+        end
       end
     end
   end
@@ -280,5 +470,22 @@ for e = 1, n do
       nrev)
   end
 end
+
+-- ---------------------------------------------------------------------------------------------
+-- write back what changed, pruned
+
+for key, c in pairs(cache) do
+  if c.dirty then
+    local r, hz = c.rec, c.hz
+    if r.v then r.v = velocity_compact(r.v, hz.v) end
+    if r.vP then r.vP = velocity_compact(r.vP, hz.vP) end
+    if r.vO then r.vO = velocity_compact(r.vO, hz.vO) end
+    if r.c then r.c = map_compact(r.c, hz.c, VCAP) end
+    if r.a then r.a = map_compact(r.a, hz.a, ACAP) end
+    if r.r then r.r = map_compact(r.r, hz.r, RCAP) end
+    call('SET', key, mp_pack(r), 'PX', c.ttl)
+  end
+end
+
 if WANT then return table.concat(out) end
 return applied_total
