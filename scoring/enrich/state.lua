@@ -37,8 +37,8 @@
 -- only, which a LATE event (older than the list's newest) on an entity with more than `VCAP`
 -- events in the window can tell apart; its counts saturate at `VCAP` either way.
 --
--- Purchases and returns per customer (r, within the return window): 'o<order>' one member per
--- purchased order (an order event and its successful payment are ONE purchase), 'r<order>' one
+-- Purchases and returns per customer (r, within the return window): 'o<order tag>' one member per
+-- purchased order (an order event and its successful payment are ONE purchase), 'r<order tag>' one
 -- per order with a return, 'x<event id>' one per return event. Members are keys, so replaying an
 -- event changes nothing; without an order id the event id stands for the order.
 local P = KEYS[1]
@@ -332,8 +332,10 @@ for e = 1, n do
   local t, cents = tonum(a[4]), tonum(a[5])
   local cust, ip, dev, pm, ctry, okey = a[6], a[7], a[8], a[9], a[10], a[11]
   if okey == '' then okey = 'e:' .. eid end
-  -- Short tag of the purchase in the amount history: an order and its payment are one purchase.
-  local otag = sub(redis.sha1hex(okey), 1, 8)
+  -- Short tags of the purchase (an order and its payment are one purchase): 8 hex digits in the
+  -- amount history, 12 in the purchases/returns map (up to 256 members: no collision to fear).
+  local ptag = sub(redis.sha1hex(okey), 1, 12)
+  local otag = sub(ptag, 1, 8)
   local has_c, has_i, has_d = cust ~= '', ip ~= '', dev ~= ''
 
   local c1, ca1, c24, ca24 = 0, 0, 0, 0
@@ -351,7 +353,7 @@ for e = 1, n do
       local added = purchases(cc, t, 'x' .. eid, true)
       if added == 0 then applied = 0 end
       local _
-      _, npur, nret, nrev = purchases(cc, t, 'r' .. okey, added == 1)
+      _, npur, nret, nrev = purchases(cc, t, 'r' .. ptag, added == 1)
       local first = cc.rec.f
       if added == 1 and (not first or t < first) then cc.rec.f = t; first = t end
       tenure = first and math.max(0, t - first) or 0
@@ -449,7 +451,7 @@ for e = 1, n do
         cc.dirty = true
       end
       local _
-      _, npur, nret, nrev = purchases(cc, t, 'o' .. okey, write and (typ == 'O' or st == 'S'))
+      _, npur, nret, nrev = purchases(cc, t, 'o' .. ptag, write and (typ == 'O' or st == 'S'))
       if attrs then
         local lo = cc.hz.a or NEG
         if t - WL > lo then lo = t - WL end
