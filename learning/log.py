@@ -25,6 +25,16 @@ def feature_rows(frame: Mapping[str, Any], n: int) -> np.ndarray:
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def array_literals(x: np.ndarray) -> list[str]:
+    """PostgreSQL array literals of the rows of a float matrix, exact (PostgreSQL reads back the
+    same doubles). Whole-number columns (counts, flags: most features) are written as integers:
+    `str(int)` costs a third of a float's shortest repr."""
+    whole = np.all((np.mod(x, 1.0) == 0.0) & (np.abs(x) < 2.0**53), axis=0) if len(x) else np.ones(x.shape[1], bool)
+    tmpl = "{" + ",".join("%d" if w else "%r" for w in whole) + "}"
+    cols = [x[:, j].astype(np.int64).tolist() if w else x[:, j].tolist() for j, w in enumerate(whole)]
+    return [tmpl % row for row in zip(*cols, strict=True)]
+
+
 def context_rows(events: Sequence[Mapping[str, Any]], frame: Mapping[str, Any]) -> list[dict[str, str]]:
     """Context per row: from the frame when it has the column (as normalised by the enrichment),
     else from the stored event."""

@@ -24,7 +24,7 @@ from pulse.lib.db import SMALL_INSERT_ROWS, rows_write
 from . import recalibrate as recal
 from .config import LearningConfig, learning_config
 from .drift import DriftThresholds, compare
-from .log import CONTEXT_COLUMNS, LOG_FEATURES, context_rows, feature_rows, frame_from_log
+from .log import CONTEXT_COLUMNS, LOG_FEATURES, array_literals, context_rows, feature_rows, frame_from_log
 from .models import DriftReport, Label, LabelHistory, RetrainJob, ScoredEvent, Threshold, ThresholdChange
 
 log = logging.getLogger(__name__)
@@ -149,8 +149,7 @@ def scored_events_record(*, scored: Any) -> int:
     names = list(cal)
     det_cols = [[round(v, 6) for v in cal[k].tolist()] for k in names]
     # Array literals built here: psycopg's list dumper was the next largest cost (float repr round-trips).
-    feat_tmpl = "{" + ",".join(["%r"] * x.shape[1]) + "}"
-    feats = [feat_tmpl % tuple(row) for row in x.tolist()]
+    feats = array_literals(x)
     # JSON text from templates (same text as json.dumps of these flat dicts: keys and strings through
     # the encoder's own escaping, floats through repr): one json.dumps per row and column cost ~10 %.
     det_tmpl = "{" + ", ".join(f"{_json_str(k)}: %r" for k in names) + "}"

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from learning import services
-from learning.log import CONTEXT_COLUMNS, LOG_FEATURES
+from learning.log import CONTEXT_COLUMNS, LOG_FEATURES, array_literals
 from learning.models import ScoredEvent
 
 
@@ -38,3 +38,25 @@ def test_scored_events_record_stores_exact_values(tenant) -> None:
         assert r.decision == scored.result.decisions[i]
     assert rows[0].occurred_at == events[0]["occurred_at"]
     assert rows[-1].occurred_at == datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+
+
+def test_whole_number_features_are_stored_exactly_by_copy(tenant) -> None:
+    n = 20  # above the one-INSERT size: the COPY path
+    rng = np.random.default_rng(4)
+    frame = {name: rng.integers(-5, 50, n).astype(float) for name in LOG_FEATURES}
+    frame[LOG_FEATURES[1]] = np.full(n, 2.0**53 + 2)  # whole but too large for an exact int64 path
+    frame[LOG_FEATURES[2]][3] = 0.5  # one fraction: that column is written as floats
+    frame.update({c: np.array(["x"] * n, dtype=object) for c in CONTEXT_COLUMNS})
+    events = [{"event_id": f"whole-{i}", "occurred_at": datetime(2026, 11, 20, 10, i, tzinfo=UTC)} for i in range(n)]
+    scored = SimpleNamespace(events=events, frame=frame, scorer=SimpleNamespace(model_version=1),
+                             result=SimpleNamespace(risk=np.zeros(n), decisions=["ALLOW"] * n, calibrated={}))
+    assert services.scored_events_record(scored=scored) == n
+    rows = list(ScoredEvent.objects.filter(event_id__startswith="whole-").order_by("id"))
+    for i, r in enumerate(rows):
+        assert r.features == [float(frame[f][i]) for f in LOG_FEATURES]
+
+
+def test_array_literals_write_whole_columns_as_integers() -> None:
+    x = np.array([[1.0, 2.5, 3.0], [-4.0, 0.1, 2.0**60]])
+    assert array_literals(x) == ["{1,2.5,3.0}", "{-4,0.1,1.152921504606847e+18}"]
+    assert array_literals(np.zeros((0, 3))) == []
