@@ -65,6 +65,17 @@ def test_flat_forest_matches_sklearn_score_samples(max_features):
     det = IsolationForestDetector(features=("a", "b", "c", "d"))
     det._a = export_forest(model, n_features=4)
     probe = np.vstack([x, _data(200, seed=9), x[:3] + 1e-7])
+    # Values on and next to the split thresholds (as float32, what sklearn compares): the walk
+    # compares float32 thresholds and must send every one of them the same way.
+    t = model.estimators_[0].tree_
+    splits = [(f, thr) for f, thr in zip(t.feature, t.threshold, strict=True) if f >= 0][:40]
+    cols = model.estimators_features_[0]
+    edge = np.repeat(x[:1], 3 * len(splits), axis=0)
+    for k, (f, thr) in enumerate(splits):
+        t32 = np.float32(thr)
+        for j, v in enumerate((t32, np.nextafter(t32, np.float32(-np.inf)), np.nextafter(t32, np.float32(np.inf)))):
+            edge[3 * k + j, cols[f]] = v
+    probe = np.vstack([probe, edge])
     np.testing.assert_allclose(det.anomaly_score(probe), -model.score_samples(probe), rtol=0, atol=1e-9)
 
 
