@@ -9,9 +9,14 @@ wrapper) for every request. Together that cost more CPU than scoring a payment. 
 built as under WSGI and entered once, on one of PULSE_WEB_THREADS threads that live as long as the
 process; the event loop still owns the sockets, reading the body and sending the answer.
 
-Database connections are taken and given back inside that hop (`close_old_connections` before and
-after, as Django's request signals do under WSGI), so nothing is held between requests. No response
-here streams from the database (no StreamingHttpResponse), which this relies on."""
+Django's `handle` also sends `request_started` through `sync_to_async` (its receivers are sync) and
+closes the response through another `sync_to_async`, and races the view against a disconnect
+listener task: two more thread hops and two tasks per request, on the event loop's one core. Here
+one hop does all of it, as under WSGI: `request_started` (which closes stale database connections),
+building the request, the chain and view, and `response.close()` (`request_finished`: connections
+given back), all in the serving thread; the loop then sends the bytes. A client that disconnects
+no longer cancels anything: a sync view cannot be interrupted anyway. Streaming responses (none in
+this API) are closed after they are sent, as Django does; nothing streams from the database."""
 
 from __future__ import annotations
 
@@ -20,8 +25,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import close_old_connections
+from django.urls import set_script_prefix
 
 
 class SyncChainASGIHandler(ASGIHandler):
@@ -37,12 +45,32 @@ class SyncChainASGIHandler(ASGIHandler):
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)  # no ThreadSensitiveContext: no thread per request
 
-    async def get_response_async(self, request: Any) -> Any:
-        return await sync_to_async(self._respond, thread_sensitive=False, executor=self._executor)(request)
-
-    def _respond(self, request: Any) -> Any:
-        close_old_connections()
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
-            return self.get_response(request)
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            set_script_prefix(get_script_prefix(scope))
+            response = await sync_to_async(self._serve, thread_sensitive=False, executor=self._executor)(
+                scope, body_file)
+            await self.send_response(response, send)
+            if response.streaming:
+                await sync_to_async(response.close, thread_sensitive=False, executor=self._executor)()
         finally:
-            close_old_connections()
+            body_file.close()
+
+    def _serve(self, scope: dict[str, Any], body_file: Any) -> Any:
+        """The request's whole sync part, on a serving thread: what WSGI's handler does."""
+        response = None
+        try:
+            signals.request_started.send(sender=self.__class__, scope=scope)  # closes stale connections
+            request, response = self.create_request(scope, body_file)
+            if request is not None:
+                response = self.get_response(request)
+            return response
+        finally:
+            if response is not None and not response.streaming:
+                response.close()  # request_finished: this thread's connections are given back
+            else:
+                close_old_connections()

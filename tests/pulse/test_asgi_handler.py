@@ -73,3 +73,32 @@ def _on_each_request_thread(handler, threads: int) -> set[str]:  # type: ignore[
         return threading.current_thread().name
 
     return {f.result() for f in [handler._executor.submit(task) for _ in range(threads)]}
+
+
+def test_request_signals_run_once_in_the_serving_thread(tenant_world, live_db, settings):  # type: ignore[no-untyped-def]
+    # One hop per request: request_started (stale connections closed), the view and request_finished
+    # (connections given back) all run on the same serving thread, as under WSGI.
+    from django.core import signals
+
+    seen: list[tuple[str, str]] = []
+
+    def started(**kwargs: object) -> None:
+        seen.append(("started", threading.current_thread().name))
+
+    def finished(**kwargs: object) -> None:
+        seen.append(("finished", threading.current_thread().name))
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+        assert _get("/api/v1/anomalies", tenant_world["a"].keys["read"])[0] == 200
+        assert _get("/api/v1/anomalies", "pk_bogus.key")[0] == 401
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+        from pulse.asgi import django_asgi_app
+
+        _on_each_request_thread(django_asgi_app, settings.PULSE_WEB_THREADS)  # close the threads' connections
+    assert [what for what, _ in seen] == ["started", "finished"] * 2
+    assert seen[0][1] == seen[1][1] and seen[2][1] == seen[3][1]
+    assert all(name.startswith("pulse-http") for _, name in seen)
