@@ -13,7 +13,8 @@
 -- State: ONE record per entity, a MessagePack-encoded string (`related.lua` reads it too: keep it in
 -- step):
 --   customer  P..'c:'..id         f first seen, s failed-payment streak, h amount history (flat
---                                 {cents, tag, ...}, newest first), vP / vO velocity of payments /
+--                                 {cents, tag, sequence, ...} by amount; hq the last sequence),
+--                                 vP / vO velocity of payments /
 --                                 orders, a attributes ('d:'/'i:'/'k:'/'p:'..value -> last seen),
 --                                 r purchases and returns (member -> time, see below)
 --   ip        P..'i'..type..':'..ip    v velocity, c customers (id -> last seen)
@@ -319,6 +320,42 @@ local function median(sorted, m)
   return 0.5 * (sorted[m / 2] + sorted[m / 2 + 1])
 end
 
+-- Median absolute deviation of ascending values around their median, without sorting the
+-- deviations: those of the values up to the median grow leftwards, the others rightwards, so the
+-- two runs are merged up to the middle (the same numbers a sort would pick: med - v is exactly
+-- |v - med| for v <= med).
+local function mad_sorted(v, m, med)
+  local lo = 0
+  while lo < m and v[lo + 1] <= med do lo = lo + 1 end
+  local i, j = lo, lo + 1
+  local want = (m % 2 == 1) and (m + 1) / 2 or m / 2
+  local d, prev
+  for _ = 1, want + 1 - m % 2 do
+    prev = d
+    if i >= 1 and (j > m or med - v[i] <= v[j] - med) then d = med - v[i]; i = i - 1
+    else d = v[j] - med; j = j + 1 end
+  end
+  if m % 2 == 1 then return d end
+  return 0.5 * (prev + d)
+end
+
+-- The customer's amount history h: flat {cents, tag, sequence, ...} in ascending cents (so the
+-- median needs no sort); beyond HCAP entries the oldest (smallest sequence) goes.
+local function history_add(r, cents, tag)
+  local h = r.h
+  if not h then h = {}; r.h = h end
+  local seq = (r.hq or 0) + 1
+  r.hq = seq
+  local pos = #h + 1
+  while pos > 1 and h[pos - 3] > cents do pos = pos - 3 end
+  table.insert(h, pos, seq); table.insert(h, pos, tag); table.insert(h, pos, cents)
+  if #h > 3 * HCAP then
+    local at, oldest = 0, math.huge
+    for k = 3, #h, 3 do if h[k] < oldest then at, oldest = k, h[k] end end
+    table.remove(h, at); table.remove(h, at - 1); table.remove(h, at - 2)
+  end
+end
+
 -- ---------------------------------------------------------------------------------------------
 -- the events, in order
 
@@ -398,24 +435,19 @@ for e = 1, n do
       local known = first ~= nil
       tenure = known and math.max(0, t - first) or 0
       cfs = r.s or 0
-      -- Amount history: median / MAD of log1p(amount) of past purchase events, newest first.
-      -- Entries are {cents, tag}: the entry of this very purchase (the order of this payment) is
-      -- kept but is not history for it.
+      -- Amount history: median / MAD of log1p(amount) of past purchase events. The entry of this
+      -- very purchase (the order of this payment, same tag) is kept but is not history for it.
       local hist = r.h
       local vals, m = {}, 0
       if hist then
-        for i = 1, #hist, 2 do
+        for i = 1, #hist, 3 do
           if hist[i + 1] ~= otag then m = m + 1; vals[m] = math.log(1 + hist[i] / 100) end
         end
       end
       hn = m
       if m > 0 then
-        table.sort(vals)
         hmed = median(vals, m)
-        local dev_abs = {}
-        for i = 1, m do dev_abs[i] = math.abs(vals[i] - hmed) end
-        table.sort(dev_abs)
-        hmad = median(dev_abs, m)
+        hmad = mad_sorted(vals, m, hmed)
       end
       -- Customer attributes: last-seen time per device / IP / country / payment method.
       local attrs = r.a
@@ -443,11 +475,7 @@ for e = 1, n do
         if not known or t < first then r.f = t end
         if typ == 'P' and st ~= '' then r.s = (st == 'F') and (cfs + 1) or 0 end
         -- Purchases feed the amount history, failed attempts do not.
-        if typ == 'O' or st == 'S' then
-          local keep = {cents, otag}
-          if hist then for i = 1, math.min(#hist, 2 * (HCAP - 1)) do keep[i + 2] = hist[i] end end
-          r.h = keep
-        end
+        if typ == 'O' or st == 'S' then history_add(r, cents, otag) end
         cc.dirty = true
       end
       local _

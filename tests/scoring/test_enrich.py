@@ -324,3 +324,23 @@ def test_amount_prior_from_a_sample():
     assert mad == pytest.approx(np.log1p(100.0) - np.log1p(10.0), rel=0.01)
     default_med, default_mad = amount_prior([])
     assert default_med == EnrichConfig().prior_log_median and default_mad == EnrichConfig().prior_log_mad
+
+
+@pytest.mark.parametrize("cap", [32, 5])
+def test_history_median_and_mad_are_those_of_the_last_purchases(rds, cap):
+    # The robust z of each payment against the customer's previous `cap` purchases (median / MAD of
+    # log1p(amount)), recomputed here with NumPy; odd and even counts, ties, the cap's eviction.
+    cfg = EnrichConfig(history_cap=cap, chunk_size=7)
+    amounts = [40.0, 45.0, 45.0, 120.0, 12.5, 60.0, 45.0, 300.0, 33.3, 80.0, 80.0, 19.99, 55.0, 61.0]
+    f = Enricher(rds, "acme", cfg).enrich([pay(i, i * 30, amount=a) for i, a in enumerate(amounts)])
+    for i, amount in enumerate(amounts):
+        past = np.log1p(np.array(amounts[max(0, i - cap):i]))
+        assert f["cust_history_n"][i] == len(past)
+        if len(past) == 0:
+            continue
+        med = np.median(past)
+        mad = np.median(np.abs(past - med))
+        w = len(past) / (len(past) + cfg.shrink_points)
+        centre = w * med + (1 - w) * cfg.prior_log_median
+        scale = max(1.4826 * (w * mad + (1 - w) * cfg.prior_log_mad), cfg.min_log_scale)
+        assert f["amount_robust_z"][i] == pytest.approx((np.log1p(amount) - centre) / scale, rel=1e-12, abs=1e-12)
