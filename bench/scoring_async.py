@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -94,12 +95,26 @@ def throughput(args: argparse.Namespace, tenant: dict) -> None:
     _fresh_redis(t)
     consume, load, n_total = [], [], 0
     redis_cpu, redis_script_us = 0.0, 0
+    own_cpu, pg_cpu = 0.0, 0.0
 
     def redis_counters() -> tuple[float, int]:
         """(Redis process CPU seconds, total microseconds of EVALSHA) so far."""
         info = get_redis().info()
         return (float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
                 int(get_redis().info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0)))
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_counters() -> tuple[float, float]:
+        """(CPU seconds of this process, all threads; of its PostgreSQL backend) so far: the
+        consumer's cost in CPU, steadier than its wall time when the box's speed moves."""
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        with open(f"/proc/{backend}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return own.ru_utime + own.ru_stime, (int(fields[11]) + int(fields[12])) / tick
 
     for i in range(args.batches + 1):  # the first batch warms up (rebuild, model load, rule defaults)
         # Consecutive 48 h slices (a day-long backfill per batch), so each batch reads like real traffic.
@@ -109,10 +124,12 @@ def throughput(args: argparse.Namespace, tenant: dict) -> None:
         t0 = time.perf_counter()
         events = batch_events_load(batch.pk)
         cpu0, script0 = redis_counters()
+        own0, pg0 = cpu_counters()
         t1 = time.perf_counter()
         with transaction.atomic():
             transactions_consume(batch=batch, events=events)
         t2 = time.perf_counter()
+        own1, pg1 = cpu_counters()
         cpu1, script1 = redis_counters()
         if i:
             load.append(t1 - t0)
@@ -120,6 +137,8 @@ def throughput(args: argparse.Namespace, tenant: dict) -> None:
             n_total += len(events)
             redis_cpu += cpu1 - cpu0
             redis_script_us += script1 - script0
+            own_cpu += own1 - own0
+            pg_cpu += pg1 - pg0
     get_redis().delete("celery")
     emit({"bench": "scoring_async_throughput", "batch_events": args.batch, "batches": args.batches,
           "consume_events_per_s": round(n_total / sum(consume)), "best_batch_events_per_s":
@@ -130,6 +149,9 @@ def throughput(args: argparse.Namespace, tenant: dict) -> None:
           # per event: near 1.0, the consumer waits for Redis (bench/enrich_redis.py splits the script).
           "redis_busy_share": round(redis_cpu / sum(consume), 2),
           "redis_script_us_per_event": round(redis_script_us / max(1, n_total), 1),
+          # CPU per event of the consumer process (all threads), its PostgreSQL backend and Redis.
+          "cpu_us_per_event": {"consumer": round(own_cpu / n_total * 1e6, 1), "postgres": round(pg_cpu / n_total * 1e6, 1),
+                               "redis": round(redis_cpu / n_total * 1e6, 1)},
           "process": "one (this one)"})
 
 

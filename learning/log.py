@@ -3,6 +3,7 @@ which context columns, and how stored rows become a detector frame again. Pure (
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,26 +26,20 @@ def feature_rows(frame: Mapping[str, Any], n: int) -> np.ndarray:
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def array_literals(x: np.ndarray) -> list[str]:
-    """PostgreSQL array literals of the rows of a float matrix, exact (PostgreSQL reads back the
-    same doubles). Whole-number columns (counts, flags: most features) are written as integers:
-    `str(int)` costs a third of a float's shortest repr."""
-    whole = np.all((np.mod(x, 1.0) == 0.0) & (np.abs(x) < 2.0**53), axis=0) if len(x) else np.ones(x.shape[1], bool)
-    tmpl = "{" + ",".join("%d" if w else "%r" for w in whole) + "}"
-    cols = [x[:, j].astype(np.int64).tolist() if w else x[:, j].tolist() for j, w in enumerate(whole)]
-    return [tmpl % row for row in zip(*cols, strict=True)]
-
-
-def context_rows(events: Sequence[Mapping[str, Any]], frame: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Context per row: from the frame when it has the column (as normalised by the enrichment),
-    else from the stored event."""
-    out: list[dict[str, str]] = []
-    for i, e in enumerate(events):
-        row = {}
-        for c in CONTEXT_COLUMNS:
-            v = frame[c][i] if c in frame else e.get(c)
-            row[c] = "" if v is None else str(v)
-        out.append(row)
+def context_json(events: Sequence[Mapping[str, Any]], frame: Mapping[str, Any]) -> list[str]:
+    """The context of each row as JSON text (what json.dumps writes), from the frame when it has the
+    column (as normalised by the enrichment), else from the stored event. Context values repeat
+    (a few stores, channels, methods, countries): each distinct combination is encoded once."""
+    n = len(events)
+    cols = [["" if v is None else str(v) for v in (frame[c] if c in frame else [e.get(c) for e in events])]
+            for c in CONTEXT_COLUMNS]
+    seen: dict[tuple[str, ...], str] = {}
+    out: list[str] = []
+    for key in zip(*cols, strict=True) if cols else [()] * n:
+        text = seen.get(key)
+        if text is None:
+            text = seen[key] = json.dumps(dict(zip(CONTEXT_COLUMNS, key, strict=True)))
+        out.append(text)
     return out
 
 

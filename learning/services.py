@@ -19,12 +19,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pulse.lib.db import SMALL_INSERT_ROWS, rows_write
+from pulse.lib.db import SMALL_INSERT_ROWS, binary_micros, binary_texts, rows_write, rows_write_binary
 
 from . import recalibrate as recal
 from .config import LearningConfig, learning_config
 from .drift import DriftThresholds, compare
-from .log import CONTEXT_COLUMNS, LOG_FEATURES, array_literals, context_rows, feature_rows, frame_from_log
+from .log import CONTEXT_COLUMNS, LOG_FEATURES, context_json, feature_rows, frame_from_log
 from .models import DriftReport, Label, LabelHistory, RetrainJob, ScoredEvent, Threshold, ThresholdChange
 
 log = logging.getLogger(__name__)
@@ -134,43 +134,44 @@ def labels_ingest(*, labels: Sequence[Mapping[str, Any]], by: str, now: datetime
 
 def scored_events_record(*, scored: Any) -> int:
     """Keep what the scoring path saw and said for a scored batch (`scoring.pipeline.ScoredTransactions`):
-    features, context, risk, decision and calibrated detector scores. One bulk insert per batch."""
+    features, context, risk, decision and calibrated detector scores. One bulk write per batch."""
     events, frame, result = scored.events, scored.frame, scored.result
     n = len(events)
     if n == 0:
         return 0
     x = feature_rows(frame, n)
-    ctx = context_rows(events, frame)
-    decisions = result.decisions
     version = int(scored.scorer.model_version)
     cal = {name: np.asarray(v, dtype=np.float64) for name, v in result.calibrated.items()}
     now = timezone.now()
-    risk = np.asarray(result.risk, dtype=np.float64).tolist()
+    risk = np.asarray(result.risk, dtype=np.float64)
     names = list(cal)
     det_cols = [[round(v, 6) for v in cal[k].tolist()] for k in names]
-    # Array literals built here: psycopg's list dumper was the next largest cost (float repr round-trips).
-    feats = array_literals(x)
-    # JSON text from templates (same text as json.dumps of these flat dicts: keys and strings through
-    # the encoder's own escaping, floats through repr): one json.dumps per row and column cost ~10 %.
+    # JSON text from templates (same text as json.dumps of these flat dicts: keys through the
+    # encoder's own escaping, floats through repr): one json.dumps per row and column cost ~10 %.
     det_tmpl = "{" + ", ".join(f"{_json_str(k)}: %r" for k in names) + "}"
     det_json = [det_tmpl % vals for vals in zip(*det_cols, strict=True)] if names else ["{}"] * n
     if not all(math.isfinite(v) for col in det_cols for v in col):
         det_json = [json.dumps({k: c[i] for k, c in zip(names, det_cols, strict=True)}) for i in range(n)]
-    ctx_json = ["{" + ", ".join([f"{_json_str(k)}: {_json_str(v)}" for k, v in row.items()]) + "}" for row in ctx]
-    # COPY rather than bulk_create: the ORM spent ~70 % of the whole batch consumer building the
-    # INSERT (per-field prep of two JSON columns and an array, then psycopg's client-side query
-    # merge). Same values: Python round(x, 6) as before, JSON through json.dumps
-    # as JSONField does, and naive timestamps are read in the connection's zone (UTC) as before.
+    ctx_json = context_json(events, frame)
+    event_ids = [str(e["event_id"]) for e in events]
+    occurred = [e.get("occurred_at") or e.get("timestamp") for e in events]
+    decisions = [str(d) for d in result.decisions]
     table = connection.ops.quote_name(ScoredEvent._meta.db_table)
     columns = ("event_id", "occurred_at", "model_version", "risk", "decision", "detectors", "features", "context",
                "created_at")
-    stamp = now if n <= SMALL_INSERT_ROWS else now.isoformat()  # COPY lines: formatted once, not per row
-    rows = [(str(e["event_id"]), e.get("occurred_at") or e.get("timestamp"), version, risk[i], str(decisions[i]),
-             det_json[i], feats[i], ctx_json[i], stamp) for i, e in enumerate(events)]
     with connection.cursor() as cursor:
-        # event id and the two JSON texts escaped; the rest are numbers, timestamps, an array literal.
-        return rows_write(cursor, table, columns, rows, line="%s\t%s\t%d\t%r\t%s\t%s\t%s\t%s\t%s\n",
-                          escape=(0, 4, 5, 7))
+        if n <= SMALL_INSERT_ROWS:  # one INSERT (one round trip; the fraud-check's single payment)
+            rows = [(event_ids[i], occurred[i], version, float(risk[i]), decisions[i], det_json[i], x[i].tolist(),
+                     ctx_json[i], now) for i in range(n)]
+            return rows_write(cursor, table, columns, rows)
+        # COPY in binary, built by columns: the ORM spent ~70 % of the whole batch consumer building
+        # the INSERT, and COPY's text format still cost a float repr per feature here and a
+        # `float8in` per feature in PostgreSQL. Same values: floats bit for bit, JSON as json.dumps
+        # writes it, naive timestamps read as UTC.
+        return rows_write_binary(cursor, table, columns, [
+            binary_texts(event_ids), binary_micros(occurred), np.full(n, version, dtype=np.int32), risk,
+            binary_texts(decisions), binary_texts(det_json, jsonb=True), x, binary_texts(ctx_json, jsonb=True),
+            np.full(n, binary_micros([now])[0], dtype=np.int64)])
 
 
 def scored_events_prune(*, now: datetime | None = None) -> int:
