@@ -88,8 +88,8 @@ def rows_write_binary(cursor: Any, table: str, columns: Sequence[str], values: S
         return 0
     fields: list[tuple[Any, ...]] = [("count", ">i2")]
     for k, (_, v) in enumerate(fixed):
-        if v.dtype not in _ARRAY_OIDS:
-            raise TypeError(f"binary COPY: no mapping for {v.dtype}")
+        if v.dtype not in _ARRAY_OIDS or v.ndim not in (1, 2) or (v.ndim == 2 and not v.shape[1]):
+            raise TypeError(f"binary COPY: no mapping for a {v.ndim}-D {v.dtype} array of shape {v.shape}")
         if v.ndim == 1:
             fields += [(f"len{k}", ">i4"), (f"v{k}", v.dtype.newbyteorder(">"))]
         else:  # ndim, has-null, element type, then the one dimension's size and lower bound

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import numpy as np
+import pytest
 from django.db import connection
 
 from pulse.lib import db as dbmod
@@ -87,3 +88,12 @@ def test_binary_copy_stores_exactly_the_values_given(tenant_a):  # type: ignore[
         assert json.loads(doc) == json.loads(docs[i])
         assert np.array_equal(np.array(fl), floats[i], equal_nan=True)
     assert math.copysign(1.0, stored[labels[0]][5][3]) == -1.0  # -0.0 kept
+
+
+def test_binary_copy_refuses_what_it_cannot_map(tenant_a):  # type: ignore[no-untyped-def]
+    with connection.cursor() as cursor:
+        for bad in (np.zeros(3, dtype=np.float32), np.zeros((3, 0)), np.zeros((3, 2, 2))):
+            with pytest.raises(TypeError):
+                dbmod.rows_write_binary(cursor, "nowhere", ("x",), [bad])
+        with pytest.raises(ValueError):  # a NUL inside a text splits it: refused, not shifted
+            dbmod.rows_write_binary(cursor, "nowhere", ("x", "y"), [np.zeros(2), dbmod.binary_texts(["a\x00b", "c"])])
