@@ -2,7 +2,7 @@
 count that stays the same from run to run whatever else the machine does, unlike its time (this
 box's speed moves by up to 70 % within the hour). For comparing two versions of the script.
 
-    .venv/bin/python bench/enrich_instructions.py [--n 5000] [--batches 2] [--per-customer 8]
+    .venv/bin/python bench/enrich_instructions.py [--n 5000] [--batches 2] [--per-customer 8] [--chunk 1000]
 
 Starts its own redis-server under `valgrind --tool=callgrind` on a free port, enriches `--batches`
 consecutive batches of `--n` synthetic payments (bench/enrich_redis.py's generator), stops the
@@ -39,7 +39,7 @@ _SHOWN = ("mp_pack", "mp_unpack", "lua_pushlstring", "lua_settable", "lua_next",
           "mgetCommand", "luaRedisGenericCommand")
 
 
-def _under_callgrind(out: str, work: list[list[dict]]) -> None:
+def _under_callgrind(out: str, work: list[list[dict]], chunk: int) -> None:
     port = free_port()
     server = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "redis-server",
                                "--port", str(port), "--save", "", "--appendonly", "no"],
@@ -51,7 +51,7 @@ def _under_callgrind(out: str, work: list[list[dict]]) -> None:
             break
         except redis.ConnectionError:
             time.sleep(0.1)
-    enricher = engine.Enricher(client, "bench-instructions", engine.EnrichConfig())
+    enricher = engine.Enricher(client, "bench-instructions", engine.EnrichConfig(chunk_size=chunk))
     for events in work:
         enricher.enrich(events)
     try:
@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5_000)
     ap.add_argument("--batches", type=int, default=2)
     ap.add_argument("--per-customer", type=float, default=8.0)
+    ap.add_argument("--chunk", type=int, default=engine.EnrichConfig().chunk_size, help="events per script call")
     args = ap.parse_args()
     start = datetime.now(UTC) - timedelta(hours=24)
     batches = []
@@ -85,7 +86,7 @@ def main() -> None:
         counts = []
         for name, work in (("idle", []), ("work", batches)):
             out = f"{tmp}/{name}.out"
-            _under_callgrind(out, work)
+            _under_callgrind(out, work, args.chunk)
             counts.append(int(_TOTAL.search(_annotate(out, False)).group(1).replace(",", "")))
         shares = {}
         for line in _annotate(f"{tmp}/work.out", True).splitlines():
@@ -93,7 +94,7 @@ def main() -> None:
             if m and m.group(3) in _SHOWN and m.group(3) not in shares:
                 shares[m.group(3)] = float(m.group(2))
     n = args.n * args.batches
-    emit("enrich_instructions", {"payments": n, "per_customer": args.per_customer,
+    emit("enrich_instructions", {"payments": n, "per_customer": args.per_customer, "chunk": args.chunk,
                                  "instructions_per_payment": round((counts[1] - counts[0]) / n),
                                  "inclusive_share_pct": shares})
 

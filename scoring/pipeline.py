@@ -43,6 +43,7 @@ from scoring.enrich import (
     FeatureFrame,
     rebuild_state,
     related_events,
+    sync_traffic_mark,
     tenant_prefix,
 )
 from scoring.rules import RuleSet
@@ -609,7 +610,8 @@ def reservoir_push_gathered(scored: ScoredTransactions, *, tenant: Any) -> None:
 def _reservoirs_flush(_: object, values: list[tuple[int, dict[str, list[bytes]]]]) -> None:
     from pulse.lib.redis import get_redis
 
-    _reservoirs_write(get_redis(), values)
+    # Fraud-checks were answered: batches enrich in short script calls for a while (see engine).
+    _reservoirs_write(get_redis(), values, sync_traffic=True)
 
 
 def _reservoir_values(scored: ScoredTransactions, *, tenant: Any, sample: int) -> tuple[int, dict[str, list[bytes]]]:
@@ -635,17 +637,21 @@ def _reservoir_values(scored: ScoredTransactions, *, tenant: Any, sample: int) -
     return size, out
 
 
-def _reservoirs_write(client: redis_lib.Redis, values: Sequence[tuple[int, dict[str, list[bytes]]]]) -> None:
-    """Append to each reservoir in order and keep its newest `size` values: one pipeline."""
+def _reservoirs_write(client: redis_lib.Redis, values: Sequence[tuple[int, dict[str, list[bytes]]]], *,
+                      sync_traffic: bool = False) -> None:
+    """Append to each reservoir in order and keep its newest `size` values: one pipeline (which
+    also marks synchronous traffic when asked)."""
     merged: dict[str, list[bytes]] = {}
     sizes: dict[str, int] = {}
     for size, batch in values:
         for key, packed in batch.items():
             merged.setdefault(key, []).extend(packed)
             sizes[key] = size
-    if not merged:
+    if not merged and not sync_traffic:
         return
     pipe = client.pipeline(transaction=False)
+    if sync_traffic:
+        sync_traffic_mark(pipe)
     for key, packed in merged.items():
         pipe.rpush(key, *packed)
         pipe.ltrim(key, -sizes[key], -1)

@@ -16,6 +16,7 @@ from scoring.enrich.engine import (
     record_key,
     related_events,
     return_rate,
+    sync_traffic_mark,
     tenant_prefix,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "record_key",
     "related_events",
     "return_rate",
+    "sync_traffic_mark",
     "tenant_prefix",
 ]

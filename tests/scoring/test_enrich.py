@@ -212,13 +212,50 @@ def test_hour_of_week_in_tenant_zone_single_and_batch_agree():
 
 def test_batch_and_single_event_paths_give_identical_features(rds):
     events = payments(400, seed=3, fraud_rate=0.05, hours=6)
-    batch = Enricher(rds, "acme", EnrichConfig(chunk_size=64)).enrich(events)  # several chunks, 1 pipeline
+    batch = Enricher(rds, "acme", EnrichConfig(chunk_size=64)).enrich(events)  # several script calls
     rds.flushdb()
     en = Enricher(rds, "acme")
     rows = [en.enrich_one(e) for e in events]
     single = {k: np.array([r[k] for r in rows]) for k in FEATURE_NAMES}
     assert_frames_equal(batch, single)
     assert batch["cust_count_1h"].max() >= 6  # the card-testing bursts are in there
+
+
+def test_script_calls_are_short_while_synchronous_checks_are_served(rds, monkeypatch):
+    """A batch goes to Redis in calls of `chunk_size` events, in one pipeline; while fraud-checks are
+    being served (the key they set), one call at a time of about `call_budget_ms` each, so no call
+    holds Redis for long. The features are those of one call either way."""
+    from scoring.enrich import engine, sync_traffic_mark
+
+    events = payments(3_000, seed=5, fraud_rate=0.02, hours=12)
+    whole = Enricher(rds, "acme", EnrichConfig(chunk_size=5_000)).enrich(events)
+    sizes: list[int] = []
+    pipelines: list[object] = []
+    real_evalsha, real_pipeline = engine._evalsha, rds.pipeline
+
+    def one_call(client, source, sha, keys, args):  # type: ignore[no-untyped-def]
+        sizes.append(int(args[0]))
+        return real_evalsha(client, source, sha, keys, args)
+
+    monkeypatch.setattr(engine, "SYNC_TRAFFIC_RECHECK_SECONDS", 0.0)  # look the key up every time
+    monkeypatch.setattr(engine, "_evalsha", one_call)
+    monkeypatch.setattr(rds, "pipeline", lambda **kw: pipelines.append(kw) or real_pipeline(**kw))
+    config = EnrichConfig(call_budget_ms=2.0, first_call_events=50, chunk_size=700)
+
+    rds.flushdb()
+    assert_frames_equal(whole, Enricher(rds, "acme", config).enrich(events))
+    assert len(pipelines) == 1 and sizes == []  # nobody waiting: 5 calls of up to 700, one round trip
+
+    rds.flushdb()
+    sync_traffic_mark(rds)
+    assert 0 < rds.pttl(engine.SYNC_TRAFFIC_KEY) <= engine.SYNC_TRAFFIC_MS
+    assert_frames_equal(whole, Enricher(rds, "acme", config).enrich(events))
+    assert len(pipelines) == 1  # one call at a time
+    assert sizes[0] == 50 and sum(sizes) == len(events) and len(sizes) > 10
+    assert max(sizes) < 700  # ~2 ms of script each: tens of events, not the cap
+    sizes.clear()
+    Enricher(rds, "acme", replace(config, call_budget_ms=60_000)).enrich(events[:1_000])
+    assert sizes == [50, 700, 250]  # a generous budget: up to the cap
 
 
 def _mixed_stream(seed: int, n: int, hours: float, late_share: float) -> list[dict[str, Any]]:

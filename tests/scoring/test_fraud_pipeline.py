@@ -159,11 +159,16 @@ def test_fraud_check_needs_the_ingest_scope(tenant_a):
 def test_fraud_check_answers_first_then_hands_over_in_the_tenant_schema(tenant_a, settings, monkeypatch,
                                                                          django_capture_on_commit_callbacks):
     """With PULSE_DEFER_AFTER_RESPONSE (production), the batch hand-off and the calibration sample
-    happen on the background thread after the answer, and the hand-off still names the tenant."""
+    happen on the background thread after the answer, and the hand-off still names the tenant.
+    The answer also tells batch enrichment that checks are being served (short script calls)."""
     from ingestion.models import EventBatch
     from ingestion.tasks import batch_process
     from pulse.celery import SCHEMA_HEADER
     from pulse.lib import background
+    from pulse.lib.redis import get_redis
+    from scoring.enrich.engine import SYNC_TRAFFIC_KEY
+
+    get_redis().delete(SYNC_TRAFFIC_KEY)
 
     settings.PULSE_DEFER_AFTER_RESPONSE = True
     settings.PULSE_HAND_OVER_COALESCE_SECONDS = 0.01
@@ -179,6 +184,7 @@ def test_fraud_check_answers_first_then_hands_over_in_the_tenant_schema(tenant_a
     done.result(timeout=10)
     batch = EventBatch.objects.get(source="fraud_check")
     assert sent == [((batch.pk,), {"headers": {SCHEMA_HEADER: tenant_a.tenant.schema_name}})]
+    assert get_redis().pttl(SYNC_TRAFFIC_KEY) > 0
 
 
 def test_the_consumer_scores_in_chunks_exactly_as_in_one_piece(tenant_a, redis_client):
