@@ -86,7 +86,7 @@ class EnrichConfig:
     chunk_size: int = 1_000  # most events in one script call
     # While synchronous checks are served, a batch's script calls are sized to take about this long
     # each (the first one has `first_call_events`): how long a fraud-check waits behind a batch.
-    call_budget_ms: float = 20.0
+    call_budget_ms: float = 10.0
     first_call_events: int = 100
 
     @property
