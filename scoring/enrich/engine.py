@@ -359,7 +359,7 @@ class Enricher:
             replies: list[Any] = []
             start, spent = 0, 0.0
             while start < prep.n:
-                size = first if not start else max(1, min(cap, int(c.call_budget_ms / 1e3 * start / spent)))
+                size = first if not start else max(1, min(cap, int(c.call_budget_ms / 1e3 * start / max(spent, 1e-6))))
                 m = min(size, prep.n - start)
                 args = self._header(m, want_output) + prep.argv[start:start + m]
                 t0 = time.perf_counter()
@@ -446,8 +446,6 @@ class Enricher:
 # script calls. Not per tenant: one Redis process blocks every tenant on it alike.
 SYNC_TRAFFIC_KEY = "pulse:sync-traffic"
 SYNC_TRAFFIC_MS = 60_000
-
-
 # A process looks the key up at most this often (a lookup costs the enriching thread a round trip).
 SYNC_TRAFFIC_RECHECK_SECONDS = 1.0
 _sync_seen: list[Any] = [float("-inf"), False]  # (monotonic time of the lookup, the answer)
