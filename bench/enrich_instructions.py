@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
@@ -28,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit  # noqa: E402
+from enrich_redis import payment_batches  # noqa: E402
 from ingest_bench_common import free_port  # noqa: E402
 
 from scoring.enrich import engine  # noqa: E402
-from scoring.enrich.synthetic import payments  # noqa: E402
 
 _TOTAL = re.compile(r"([\d,]+)\s+\(100\.0+%\)\s+PROGRAM TOTALS")
 _FUNCTION = re.compile(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+\?\?\?:([A-Za-z_]\w*)(?:'\d+)? \[")
@@ -73,15 +72,7 @@ def main() -> None:
     ap.add_argument("--per-customer", type=float, default=8.0)
     ap.add_argument("--chunk", type=int, default=engine.EnrichConfig().chunk_size, help="events per script call")
     args = ap.parse_args()
-    start = datetime.now(UTC) - timedelta(hours=24)
-    batches = []
-    for b in range(args.batches):
-        events = payments(args.n, seed=b, fraud_rate=0.01, hours=6,
-                          n_customers=max(10, int(args.n / args.per_customer)), start=start + timedelta(hours=6 * b))
-        for e in events:
-            e["event_id"] = f"s{b}-{e['event_id']}"
-            e.pop("attributes", None)
-        batches.append(events)
+    batches = payment_batches(args.batches, args.n, args.per_customer)
     with tempfile.TemporaryDirectory() as tmp:
         counts = []
         for name, work in (("idle", []), ("work", batches)):

@@ -50,6 +50,21 @@ def _run(client: redis.Redis, batches: list[list[dict]]) -> tuple[float, dict]:
     return wall, client.info("commandstats")
 
 
+def payment_batches(count: int, n: int, per_customer: float) -> list[list[dict]]:
+    """`count` consecutive 6-hour batches of `n` synthetic payments ending now (1 % fraud), with
+    `per_customer` payments per customer per batch; event ids unique across batches."""
+    start = datetime.now(UTC) - timedelta(hours=24)
+    batches = []
+    for b in range(count):
+        events = payments(n, seed=b, fraud_rate=0.01, hours=6, n_customers=max(10, int(n / per_customer)),
+                          start=start + timedelta(hours=6 * b))
+        for e in events:
+            e["event_id"] = f"s{b}-{e['event_id']}"
+            e.pop("attributes", None)
+        batches.append(events)
+    return batches
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/9")
@@ -59,15 +74,7 @@ def main() -> None:
                     help="payments per customer per batch (6 h); 8 is the scoring_async bench's mix")
     args = ap.parse_args()
     client = redis.Redis.from_url(args.redis)
-    start = datetime.now(UTC) - timedelta(hours=24)
-    batches = []
-    for b in range(args.batches):
-        events = payments(args.n, seed=b, fraud_rate=0.01, hours=6,
-                          n_customers=max(10, int(args.n / args.per_customer)), start=start + timedelta(hours=6 * b))
-        for e in events:
-            e["event_id"] = f"s{b}-{e['event_id']}"
-            e.pop("attributes", None)
-        batches.append(events)
+    batches = payment_batches(args.batches, args.n, args.per_customer)
     n = args.n * args.batches
     original = engine.LUA_SOURCE
     wall, stats = _run(client, batches)
