@@ -16,4 +16,4 @@ COPY templates templates
 COPY manage.py ./
 RUN pip install --no-cache-dir -c constraints.txt . && python manage.py collectstatic --noinput || true
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "pulse.asgi:application"]
+CMD ["python", "-m", "pulse.web", "--host", "0.0.0.0", "--port", "8000"]

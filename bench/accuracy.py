@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/accuracy.py [--scenario default] [--base-url URL --api-key KEY] [--record]
 
-Without --base-url it starts its own platform (scripts/run.py: daphne, Celery worker and beat) on a free
+Without --base-url it starts its own platform (scripts/run.py: uvicorn, Celery worker and beat) on a free
 port against the configured database, creates a fresh tenant (`evaluate_scenario --tenant-create`), runs
 `manage.py evaluate_scenario` (backfill, wait until processed, read the anomalies, match them to the
 labels, report under reports/) and stops the platform again. The JSON line is the command's summary:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/fraud_check.py [--rates 200,500] [--seconds 15]
     .venv/bin/python bench/fraud_check.py --sequential 1000
 
-`--sequential N`: one daphne, N checks one after the other over one connection (no queueing):
+`--sequential N`: one web process, N checks one after the other over one connection (no queueing):
 server CPU per check split into user and system time, time per round trip, and the same for a
 trivial authenticated read (`GET /api/v1/anomalies?limit=1`): the web stack's floor.
 
@@ -13,7 +13,7 @@ header of each answer: `app` = the view, authentication included (validation, st
 enrichment, scoring, recording an anomaly when flagged); `score` = enrichment + scoring alone.
 `server_cpu_ms_per_request`: CPU time of the two server processes per request (PostgreSQL and Redis
 not included): the capacity figure (requests/s per core ~ 1000 / it, before the database's share).
-Two daphne processes (one per core), a fresh tenant in its own database (pulse_scoring_bench) and
+Two web processes (`pulse.web`, uvicorn; one per core), a fresh tenant in its own database (pulse_scoring_bench) and
 Redis db 8 (override with PULSE_BENCH_DB / PULSE_BENCH_REDIS_URL). Prints one JSON line per rate.
 """
 
@@ -39,7 +39,7 @@ from ingest_bench_common import (  # noqa: E402
     ensure_database,
     free_port,
     fresh_tenant,
-    start_daphne,
+    start_web,
     stop,
     wait_http,
 )
@@ -155,7 +155,7 @@ def _cpu_split(pid: int) -> tuple[float, float]:
 
 def _sequential(n: int, key: str) -> None:
     port = free_port()
-    server = start_daphne(port)
+    server = start_web(port)
     try:
         wait_http(port)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -175,7 +175,7 @@ def _sequential(n: int, key: str) -> None:
             emit({"bench": "fraud_check_sequential", "request": label, "requests": count,
                   "server_user_ms_per_request": round(1000 * (user1 - user0) / count, 2),
                   "server_system_ms_per_request": round(1000 * (sys1 - sys0) / count, 2),
-                  "round_trip_ms": round(1000 * (time.perf_counter() - started) / count, 2), "servers": "1x daphne"})
+                  "round_trip_ms": round(1000 * (time.perf_counter() - started) / count, 2), "servers": "1x uvicorn"})
 
         measure("POST /api/v1/fraud-check", "POST", "/api/v1/fraud-check", _payments(n + 300, seed=11))  # type: ignore[arg-type]
         measure("GET /api/v1/anomalies?limit=1", "GET", "/api/v1/anomalies?limit=1", [None] * (n + 300))
@@ -196,7 +196,7 @@ def main() -> None:
         return
     ports = [free_port(), free_port()]
     # The benchmark settings turn batch consumers off; the fraud-check needs none (it scores inline).
-    servers = [start_daphne(port) for port in ports]
+    servers = [start_web(port) for port in ports]
     try:
         for port in ports:
             wait_http(port)
@@ -206,7 +206,7 @@ def main() -> None:
             bodies = _payments(int(rate * args.seconds), seed=i + 1)
             emit({"bench": "fraud_check", **_run(rate, args.seconds, ports, tenant["api_key"], bodies,
                                                  [server.pid for server in servers]),
-                  "servers": "2x daphne", "redis": REDIS_URL})
+                  "servers": "2x uvicorn", "redis": REDIS_URL})
     finally:
         for server in servers:
             stop(server)

@@ -67,8 +67,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_daphne(port: int, **env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pulse.asgi:application"],
+def start_web(port: int, **env: str) -> subprocess.Popen[bytes]:
+    """One web server process (`pulse.web`: uvicorn) on loopback."""
+    return subprocess.Popen([PY, "-m", "pulse.web", "--port", str(port)],
                             cwd=ROOT, env=bench_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
 

@@ -2,7 +2,7 @@
 
 Requests are sent on a fixed schedule whatever the answers do, and latency is measured from the
 scheduled send time, so a slow answer also delays (and is charged to) the requests queued behind it
-(no coordinated omission). Two daphne processes, requests alternate between them.
+(no coordinated omission). Two web processes (uvicorn), requests alternate between them.
 Prints one JSON line. Usage: .venv/bin/python bench/ingest_latency.py [--rate 200 --seconds 15]
 """
 
@@ -24,7 +24,7 @@ from ingest_bench_common import (  # noqa: E402
     events_body,
     free_port,
     fresh_tenant,
-    start_daphne,
+    start_web,
     stop,
     wait_http,
 )
@@ -59,7 +59,7 @@ def main() -> None:
     tenant = fresh_tenant("bench-latency")
     body = json.dumps(events_body(1)[0]).encode()
     ports = [free_port(), free_port()]
-    servers = [start_daphne(port) for port in ports]
+    servers = [start_web(port) for port in ports]
     try:
         for port in ports:
             wait_http(port)
@@ -99,7 +99,7 @@ def main() -> None:
 
     emit({"bench": "ingest_latency", "rate_per_s": args.rate, "requests": len(results), "ok": ok,
           "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "max_ms": round(latencies[-1], 2),
-          "servers": "2x daphne"})
+          "servers": "2x uvicorn"})
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """Batch ingest throughput: accepted and stored events/s through POST /api/v1/events.
 
-Server: two daphne processes (one per core), each client process talking to its own server. Why:
-Django's sync views are GIL-bound, so one process can use one core; daphne (the project's ASGI server,
-already a dependency) has no pre-fork mode, so two processes on two ports with the clients split
-between them stand in for a load balancer in front of N processes. Clients share the same 2 cores, so
+Server: two web processes (`pulse.web`, uvicorn; one per core), each client process talking to its own
+server. Why: Django's sync views are GIL-bound, so one process can use one core; two processes on two
+ports with the clients split between them stand in for a load balancer in front of N processes. Clients share the same 2 cores, so
 the figure is conservative.
 
 Side by side, same rows, same 2 processes: a raw psycopg COPY (the ceiling: no HTTP, no validation,
@@ -31,7 +30,7 @@ from ingest_bench_common import (  # noqa: E402
     events_body,
     free_port,
     fresh_tenant,
-    start_daphne,
+    start_web,
     stop,
     wait_http,
 )
@@ -129,7 +128,7 @@ def main() -> None:
     tenant = fresh_tenant("bench-ingest")
     body = json.dumps(events_body(BATCH)).encode()
     ports = [free_port(), free_port()]
-    servers = [start_daphne(port) for port in ports]
+    servers = [start_web(port) for port in ports]
     try:
         for port in ports:
             wait_http(port)
@@ -142,7 +141,7 @@ def main() -> None:
         for server in servers:
             stop(server)
     ceiling = _copy_ceiling(tenant["schema"], args.baseline_seconds)
-    emit({"bench": "ingest_throughput", "batch": BATCH, "clients": 2, "servers": "2x daphne",
+    emit({"bench": "ingest_throughput", "batch": BATCH, "clients": 2, "servers": "2x uvicorn",
           "api": api, "copy_ceiling": ceiling, "drf_naive": naive,
           "api_vs_copy": round(api["events_per_s"] / max(ceiling["events_per_s"], 1), 3),
           "api_vs_drf_naive": round(api["events_per_s"] / max(naive["events_per_s"], 1), 1)})

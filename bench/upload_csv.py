@@ -26,7 +26,7 @@ from ingest_bench_common import (  # noqa: E402
     ensure_database,
     free_port,
     fresh_tenant,
-    start_daphne,
+    start_web,
     stop,
     wait_http,
 )
@@ -69,7 +69,7 @@ def main() -> None:
 
     redis.Redis.from_url(REDIS_URL).flushdb()  # the bench's own Redis db: no stale tasks
     port = free_port()
-    server = start_daphne(port)
+    server = start_web(port)
     worker = None
     try:
         wait_http(port)

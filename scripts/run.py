@@ -1,4 +1,4 @@
-"""Start web (daphne), Celery worker and beat (and optionally the demo feed) together; Ctrl-C or
+"""Start web (uvicorn, `pulse.web`), Celery worker and beat (and optionally the demo feed) together; Ctrl-C or
 SIGTERM stops them all. If one dies, the others are stopped too so nothing runs half-alive."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ PY = sys.executable
 
 def commands(port: int, feed: bool, concurrency: int) -> dict[str, list[str]]:
     procs = {
-        "web": [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pulse.asgi:application"],
+        "web": [PY, "-m", "pulse.web", "--port", str(port)],
         "worker": [PY, "-m", "celery", "-A", "pulse", "worker", "-l", "INFO", "--concurrency", str(concurrency),
                    "-n", f"worker-{os.getpid()}@%h"],
         "beat": [PY, "-m", "celery", "-A", "pulse", "beat", "-l", "INFO",

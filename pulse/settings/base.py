@@ -60,7 +60,6 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
-    "daphne",
     "channels",
     "rest_framework",
     "rest_framework_simplejwt",
@@ -80,9 +79,6 @@ TENANT_APPS = [
     "insights",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
-# daphne must come before staticfiles so `runserver` is the ASGI one.
-INSTALLED_APPS.remove("daphne")
-INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     "tenants.middleware.TenantResolutionMiddleware",

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from insights.management.commands.demo_feed import LIVE_INCIDENTS, demo_config
 from simulator import generate
-from tests.conftest import ROOT
-from tests.insights.conftest import server_env, tenant_sql
+from tests.conftest import ROOT, server_env
+from tests.insights.conftest import tenant_sql
 from tests.insights.test_simulate import tiny
 
 
