@@ -8,6 +8,8 @@ dead worker left behind."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
 
@@ -32,6 +34,10 @@ class EventBatch(models.Model):
     last_error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True)
     processed_at = models.DateTimeField(null=True)
+
+    # Not a column: the rows `events_ingest` just stored in this batch, as `batch_events_load` reads
+    # them, when one INSERT wrote (and returned) them; None when they must be read back.
+    stored_rows: list[dict[str, Any]] | None = None
 
     class Meta:
         indexes = [models.Index(fields=["status", "created_at"], name="batch_status_created")]

@@ -63,7 +63,8 @@ def events_ingest(
     `index_offset` shifts reported indexes (a file chunk reports row numbers); `index_map[i]`, when
     given, is the reported index of raw_events[i] instead (Kafka offsets, which may have gaps).
     `before_commit(batch)` runs inside the batch transaction, after the counts are set: callers that
-    track progress (uploads) commit it atomically with the events. `hand_over_after_response` leaves
+    track progress (uploads) commit it atomically with the events; `batch.stored_rows` holds the
+    stored rows when a few were written (no need to read them back). `hand_over_after_response` leaves
     the hand-off to the consumers for after the answer (pulse.lib.background; the sweep repairs a lost
     one): the fraud-check answers ~1.5 ms sooner. Must run in the tenant's schema and
     outside an open transaction (partitions are created in their own)."""
@@ -91,7 +92,7 @@ def events_ingest(
         batch, fresh = batch_open(source=source, rejected=len(checked.rejected), event_ids=list(unique))
         stored = [event for event_id, event in unique.items() if event_id in fresh]
         stored.sort(key=lambda e: e["occurred_at"])
-        events_copy(batch_id=batch.pk, events=stored)
+        batch.stored_rows = events_copy(batch_id=batch.pk, events=stored)
         if checked.rejected:
             Quarantine.objects.bulk_create([
                 Quarantine(source=source, reference=reference, index=position(r["index"]),

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from pulse.lib.db import rows_write
+from pulse.lib.db import SMALL_INSERT_ROWS, rows_insert, rows_write
 
 from .models import EventBatch
 from .schemas import COPY_COLUMNS, NormalisedEvent, copy_rows
@@ -56,13 +56,24 @@ def months_of(events: Iterable[NormalisedEvent]) -> set[tuple[int, int]]:
     return {(e["occurred_at"].year, e["occurred_at"].month) for e in events}
 
 
-def events_copy(*, batch_id: int, events: list[NormalisedEvent]) -> None:
-    """COPY (a few: INSERT) events into the partitioned table inside the caller's transaction."""
+def events_copy(*, batch_id: int, events: list[NormalisedEvent]) -> list[dict[str, Any]] | None:
+    """COPY (a few: one INSERT) events into the partitioned table inside the caller's transaction.
+
+    A few events are written by one INSERT that returns the stored rows, exactly as
+    `batch_events_load` would read them back (a fraud-check scores its payment without that second
+    query); after a COPY, None."""
     if not events:
-        return
+        return []
     with connection.cursor() as cursor:
-        rows_write(cursor, "events", EVENT_COPY_COLUMNS, ((batch_id, *row) for row in copy_rows(events)),
-                   count=len(events))
+        if len(events) > SMALL_INSERT_ROWS:
+            rows_write(cursor, "events", EVENT_COPY_COLUMNS, ((batch_id, *row) for row in copy_rows(events)),
+                       count=len(events))
+            return None
+        rows_insert(cursor, "events", EVENT_COPY_COLUMNS, [(batch_id, *row) for row in copy_rows(events)],
+                    returning=_LOADED_COLUMNS)
+        stored = _event_dicts(cursor)
+    stored.sort(key=lambda e: (e["occurred_at"], e["id"]))  # batch_events_load's order
+    return stored
 
 
 def batch_open(*, source: str, rejected: int, event_ids: list[str]) -> tuple[EventBatch, set[str]]:
@@ -100,11 +111,19 @@ def batch_events_load(batch_id: int) -> list[dict[str, Any]]:
     `attributes` decoded (see event_attributes)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, {', '.join(COPY_COLUMNS)} FROM events WHERE batch_id = %s ORDER BY occurred_at, id",
+            f"SELECT {', '.join(_LOADED_COLUMNS)} FROM events WHERE batch_id = %s ORDER BY occurred_at, id",
             [batch_id],
         )
-        names = [col.name for col in cursor.description]
-        events = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return _event_dicts(cursor)
+
+
+_LOADED_COLUMNS: tuple[str, ...] = ("id", *COPY_COLUMNS)
+
+
+def _event_dicts(cursor: Any) -> list[dict[str, Any]]:
+    """The fetched event rows as dicts, `attributes` decoded."""
+    names = [col.name for col in cursor.description]
+    events = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     for event in events:
         if event["attributes"] is not None:
             event["attributes"] = event_attributes(event)

@@ -339,7 +339,7 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
     from learning.services import scored_events_record
 
     def score_inside(batch: Any) -> None:
-        events = batch_events_load(batch.pk)
+        events = batch.stored_rows if batch.stored_rows is not None else batch_events_load(batch.pk)
         if not events:
             return
         t0 = time.perf_counter()

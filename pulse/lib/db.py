@@ -27,16 +27,24 @@ def rows_write(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[S
         rows, count = listed, len(listed)
     if not count:
         return 0
-    names = ", ".join(columns)
     if count <= SMALL_INSERT_ROWS:
-        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        cursor.execute(f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * count),
-                       [value for row in listed for value in row])
+        rows_insert(cursor, table, columns, listed)
         return count
+    names = ", ".join(columns)
     with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
     return count
+
+
+def rows_insert(cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                returning: Sequence[str] = ()) -> None:
+    """Write a few rows with ONE multi-row INSERT; with `returning`, the statement returns those
+    columns of the written rows (read them from `cursor`): what a caller would otherwise read back."""
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    tail = f" RETURNING {', '.join(returning)}" if returning else ""
+    cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * len(rows)) + tail,
+                   [value for row in rows for value in row])
 
 
 # COPY's binary format (PostgreSQL manual, "COPY", "Binary Format"): a signature and two zero words,

@@ -218,3 +218,25 @@ def test_stored_events_come_back_with_their_attributes_decoded(tenant_a) -> None
     result = events_ingest(tenant=tenant_a.tenant, raw_events=[event], source="api")
     (loaded,) = batch_events_load(result.batch_id)
     assert loaded["attributes"] == {"card_fingerprint": "fp-1", "items": [{"sku": "a"}]}
+
+
+@pytest.mark.parametrize("count", [1, 5, 8, 9])
+def test_a_few_stored_events_come_back_from_the_insert_as_a_reload_would_read_them(tenant_a, count) -> None:  # type: ignore[no-untyped-def]
+    """Up to 8 events are written by one INSERT ... RETURNING, and `before_commit` sees the rows it
+    returned (the fraud-check scores them without reading them back): equal to `batch_events_load`,
+    in its order. More are COPYed, and must be read back (None)."""
+    from ingestion.storage import batch_events_load
+
+    seen: list[Any] = []
+    events = _events(count, f"ret{count}-")
+    for i, event in enumerate(events):  # out of time order, with attributes
+        event.update(amount=f"{10 + i}.5{i}", attributes={"i": i, "card_fingerprint": f"fp-{i}"},
+                     timestamp=f"2026-11-{10 + (i * 7) % 3:02d}T1{i % 2}:00:00Z")  # ties
+    result = events_ingest(tenant=tenant_a.tenant, raw_events=events, source="api",
+                           before_commit=lambda batch: seen.append(batch.stored_rows))
+    (returned,) = seen
+    if count > 8:
+        assert returned is None
+    else:
+        assert returned == batch_events_load(result.batch_id)
+        assert len(returned) == count and all(isinstance(r["attributes"], dict) for r in returned)
