@@ -18,7 +18,7 @@ from pulse.lib.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
 
 from .models import EventBatch, Quarantine
 from .schemas import NormalisedEvent, RawError, Rejection, validate_batch
-from .storage import batch_counts_set, batch_open, events_copy, months_of, partitions_ensure
+from .storage import batch_open, events_store, months_of, partitions_ensure
 from .usage import usage_add, usage_add_many, usage_key
 
 
@@ -92,7 +92,13 @@ def events_ingest(
         batch, fresh = batch_open(source=source, rejected=len(checked.rejected), event_ids=list(unique))
         stored = [event for event_id, event in unique.items() if event_id in fresh]
         stored.sort(key=lambda e: e["occurred_at"])
-        batch.stored_rows = events_copy(batch_id=batch.pk, events=stored)
+        batch.accepted = len(stored)
+        batch.duplicates = len(unique) - len(stored) + in_batch_duplicates
+        if stored:
+            batch.first_occurred_at, batch.last_occurred_at = stored[0]["occurred_at"], stored[-1]["occurred_at"]
+        else:
+            batch.status, batch.processed_at = EventBatch.Status.DONE, now
+        batch.stored_rows = events_store(batch=batch, events=stored)
         if checked.rejected:
             Quarantine.objects.bulk_create([
                 Quarantine(source=source, reference=reference, index=position(r["index"]),
@@ -101,13 +107,6 @@ def events_ingest(
                            if isinstance(raw_events[r["index"]], dict) else "")
                 for r in checked.rejected
             ])
-        batch.accepted = len(stored)
-        batch.duplicates = len(unique) - len(stored) + in_batch_duplicates
-        if stored:
-            batch.first_occurred_at, batch.last_occurred_at = stored[0]["occurred_at"], stored[-1]["occurred_at"]
-        else:
-            batch.status, batch.processed_at = EventBatch.Status.DONE, now
-        batch_counts_set(batch)
         if before_commit is not None:
             before_commit(batch)
         if stored:

@@ -56,28 +56,34 @@ def months_of(events: Iterable[NormalisedEvent]) -> set[tuple[int, int]]:
     return {(e["occurred_at"].year, e["occurred_at"].month) for e in events}
 
 
-def events_copy(*, batch_id: int, events: list[NormalisedEvent]) -> list[dict[str, Any]] | None:
-    """COPY (a few: one INSERT) events into the partitioned table inside the caller's transaction.
+def events_store(*, batch: EventBatch, events: list[NormalisedEvent]) -> list[dict[str, Any]] | None:
+    """Write a batch's events and its counts (`batch_counts_set`) inside the caller's transaction.
 
-    A few events are written by one INSERT that returns the stored rows, exactly as
-    `batch_events_load` would read them back (a fraud-check scores its payment without that second
-    query); after a COPY, None."""
-    if not events:
-        return []
-    with connection.cursor() as cursor:
-        if len(events) > SMALL_INSERT_ROWS:
-            rows_write(cursor, "events", EVENT_COPY_COLUMNS, ((batch_id, *row) for row in copy_rows(events)),
+    Many events: COPY, then the counts; returns None (read them back with `batch_events_load`).
+    A few: ONE statement that updates the counts and INSERTs the events, returning the stored rows
+    exactly as `batch_events_load` would read them (a fraud-check makes one round trip here, not
+    three)."""
+    if len(events) > SMALL_INSERT_ROWS:
+        with connection.cursor() as cursor:
+            rows_write(cursor, "events", EVENT_COPY_COLUMNS, ((batch.pk, *row) for row in copy_rows(events)),
                        count=len(events))
-            return None
-        rows_insert(cursor, "events", EVENT_COPY_COLUMNS, [(batch_id, *row) for row in copy_rows(events)],
-                    returning=_LOADED_COLUMNS)
+        batch_counts_set(batch)
+        return None
+    if not events:
+        batch_counts_set(batch)
+        return []
+    sql, params = _counts_update(batch)
+    with connection.cursor() as cursor:
+        # A data-modifying WITH runs once whether or not the INSERT refers to it.
+        rows_insert(cursor, "events", EVENT_COPY_COLUMNS, [(batch.pk, *row) for row in copy_rows(events)],
+                    returning=_LOADED_COLUMNS, prefix=(f"WITH counts AS ({sql})", params))
         stored = _event_dicts(cursor)
     stored.sort(key=lambda e: (e["occurred_at"], e["id"]))  # batch_events_load's order
     return stored
 
 
 def batch_open(*, source: str, rejected: int, event_ids: list[str]) -> tuple[EventBatch, set[str]]:
-    """Open a batch (status pending, counts to be set by `batch_counts_set`) and claim its event ids,
+    """Open a batch (status pending, counts to be set by `events_store`) and claim its event ids,
     in one statement. Returns the batch and the ids that were new (the rest were ingested before)."""
     now = timezone.now()
     with connection.cursor() as cursor:
@@ -98,12 +104,14 @@ def batch_open(*, source: str, rejected: int, event_ids: list[str]) -> tuple[Eve
 def batch_counts_set(batch: EventBatch) -> None:
     """Write the counts, occurrence span, status and processed_at set on `batch`."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE ingestion_eventbatch SET accepted = %s, duplicates = %s, first_occurred_at = %s, "
+        cursor.execute(*_counts_update(batch))
+
+
+def _counts_update(batch: EventBatch) -> tuple[str, list[Any]]:
+    return ("UPDATE ingestion_eventbatch SET accepted = %s, duplicates = %s, first_occurred_at = %s, "
             "last_occurred_at = %s, status = %s, processed_at = %s WHERE id = %s",
             [batch.accepted, batch.duplicates, batch.first_occurred_at, batch.last_occurred_at, batch.status,
-             batch.processed_at, batch.pk],
-        )
+             batch.processed_at, batch.pk])
 
 
 def batch_events_load(batch_id: int) -> list[dict[str, Any]]:

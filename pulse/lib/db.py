@@ -38,13 +38,16 @@ def rows_write(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[S
 
 
 def rows_insert(cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
-                returning: Sequence[str] = ()) -> None:
+                returning: Sequence[str] = (), prefix: tuple[str, Sequence[Any]] = ("", ())) -> None:
     """Write a few rows with ONE multi-row INSERT; with `returning`, the statement returns those
-    columns of the written rows (read them from `cursor`): what a caller would otherwise read back."""
+    columns of the written rows (read them from `cursor`): what a caller would otherwise read back.
+    `prefix`: SQL and its parameters put before the INSERT (a WITH clause: another write in the same
+    round trip)."""
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    head, head_params = prefix
     tail = f" RETURNING {', '.join(returning)}" if returning else ""
-    cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * len(rows)) + tail,
-                   [value for row in rows for value in row])
+    cursor.execute(f"{head} INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * len(rows)) + tail,
+                   [*head_params, *(value for row in rows for value in row)])
 
 
 # COPY's binary format (PostgreSQL manual, "COPY", "Binary Format"): a signature and two zero words,

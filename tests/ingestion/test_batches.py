@@ -96,7 +96,7 @@ def test_duplicate_only_batch_needs_no_hand_off(tenant_a, consumers) -> None:  #
 
 
 def test_a_stored_batch_row_holds_its_counts_and_span(tenant_a, consumers) -> None:  # type: ignore[no-untyped-def]
-    """The batch row is written by raw statements (ingestion.storage.batch_open / batch_counts_set):
+    """The batch row is written by raw statements (ingestion.storage.batch_open / events_store):
     every column as the model defines it."""
     from django.utils import timezone
 
@@ -222,9 +222,10 @@ def test_stored_events_come_back_with_their_attributes_decoded(tenant_a) -> None
 
 @pytest.mark.parametrize("count", [1, 5, 8, 9])
 def test_a_few_stored_events_come_back_from_the_insert_as_a_reload_would_read_them(tenant_a, count) -> None:  # type: ignore[no-untyped-def]
-    """Up to 8 events are written by one INSERT ... RETURNING, and `before_commit` sees the rows it
-    returned (the fraud-check scores them without reading them back): equal to `batch_events_load`,
-    in its order. More are COPYed, and must be read back (None)."""
+    """Up to 8 events are written by one statement that also sets the batch's counts and returns the
+    rows, and `before_commit` sees them (the fraud-check scores them without reading them back):
+    equal to `batch_events_load`, in its order. More are COPYed, and must be read back (None). The
+    batch row holds its counts either way."""
     from ingestion.storage import batch_events_load
 
     seen: list[Any] = []
@@ -240,3 +241,7 @@ def test_a_few_stored_events_come_back_from_the_insert_as_a_reload_would_read_th
     else:
         assert returned == batch_events_load(result.batch_id)
         assert len(returned) == count and all(isinstance(r["attributes"], dict) for r in returned)
+    batch = EventBatch.objects.get(pk=result.batch_id)
+    times = sorted(e["occurred_at"] for e in result.events)
+    assert (batch.accepted, batch.duplicates, batch.status) == (count, 0, "pending")
+    assert (batch.first_occurred_at, batch.last_occurred_at) == (times[0], times[-1])
