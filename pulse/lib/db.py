@@ -46,7 +46,7 @@ def rows_insert(cursor: Any, table: str, columns: Sequence[str], rows: Sequence[
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     head, head_params = prefix
     tail = f" RETURNING {', '.join(returning)}" if returning else ""
-    cursor.execute(f"{head} INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * len(rows)) + tail,
+    cursor.execute(f"{head + ' ' if head else ''}INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * len(rows)) + tail,
                    [*head_params, *(value for row in rows for value in row)])
 
 
