@@ -17,7 +17,9 @@
 --                                 {cents, tag, sequence, ...} by amount; hq the last sequence),
 --                                 vP / vO velocity of payments /
 --                                 orders, a attributes ('d:'/'i:'/'k:'/'p:'..value -> last seen),
---                                 r purchases and returns (member -> time, see below)
+--                                 r purchases and returns (member -> time, see below),
+--                                 pn what the last order found new (its tag, then 'd:'/'i:'/'k:'
+--                                 keys, or '*' for a new customer): for its own payment
 --   ip        P..'i'..type..':'..ip    v velocity, c customers (id -> last seen)
 --   device    P..'d'..type..':'..dev   v velocity, c customers, s failed streak, st its time (the
 --                                      streak resets after DTTL of data time without attempts)
@@ -446,18 +448,32 @@ for e = 1, n do
       if has_d then probe[#probe + 1] = 'd:' .. dev; kinds[#kinds + 1] = 'd' end
       if has_i then probe[#probe + 1] = 'i:' .. ip; kinds[#kinds + 1] = 'i' end
       if ctry ~= '' then probe[#probe + 1] = 'k:' .. ctry; kinds[#kinds + 1] = 'k' end
-      if known and #probe > 0 then
+      -- The order of this very purchase (same tag) may have come first and recorded the customer
+      -- and the place: r.pn = {tag, what was new at that order ('*': the customer itself)}. It was
+      -- still new for the purchase, so it is for its payment too.
+      local pn = r.pn
+      local same = pn and pn[1] == otag and pn or nil
+      local fresh = {}
+      if same then for j = 2, #same do fresh[same[j]] = true end end
+      local newkeys = {}
+      if not known or fresh['*'] then
+        newkeys[1] = '*'
+      elseif #probe > 0 then
         local hz = cc.hz.a or NEG
         for i = 1, #probe do
           -- Last seen before the retention horizon counts as never seen.
-          local seen = attrs and attrs[probe[i]]
-          if not (seen and seen > t - ARET and seen > hz) then
+          local key = probe[i]
+          local seen = attrs and attrs[key]
+          if fresh[key] or not (seen and seen > t - ARET and seen > hz) then
             if kinds[i] == 'd' then new_d = 1 elseif kinds[i] == 'i' then new_i = 1 else new_k = 1 end
+            newkeys[#newkeys + 1] = key
           end
         end
       end
       if pm ~= '' then probe[#probe + 1] = 'p:' .. pm end
       if write then
+        -- A replayed order keeps what its first pass found (its keys are not new any more).
+        if typ == 'O' and not same then r.pn = newkeys[1] and {otag, unpack(newkeys)} or nil end
         if #probe > 0 then
           for i = 1, #probe do map_put(cc, 'a', probe[i], t, false, ACAP) end
           attrs = r.a

@@ -72,6 +72,30 @@ def test_distinct_customers_on_ip_and_device_and_new_flags(rds):
     assert f["cust_tenure_s"].tolist() == [0, 0, 0, 180.0, 240.0]
 
 
+def test_the_order_of_a_purchase_does_not_make_its_payments_place_familiar(rds):
+    """A known customer's order (country only, as shops send orders) comes just before its payment
+    from a new device, IP and country: the order's sighting of the country must not make it known
+    for the payment of the same purchase. The next purchase from there is familiar; a replayed
+    order changes nothing; a first-time customer's payment after its own order stays "new customer",
+    not "new device"."""
+    en = Enricher(rds, "acme")
+    en.enrich([pay(0, 0, order_id="h1", country="FR"), pay(1, 60, order_id="h2", country="FR")])
+    order = {**pay(2, 120, country="RO", ip=None, device_id=None), "type": "order", "status": None,
+             "order_id": "ato"}
+    f = en.enrich([order, pay(3, 121, order_id="ato", country="RO", ip="6.6.6.6", device_id="evil")])
+    assert f["new_country"].tolist() == [1, 1]
+    assert (f["new_device"][1], f["new_ip"][1]) == (1, 1)
+    again = en.enrich([order, pay(4, 122, order_id="ato", country="RO", ip="6.6.6.6", device_id="evil",
+                                  event_id="e3-retry")])
+    assert again["new_country"][1] == 1  # the order was a replay: still this purchase's new place
+    later = en.enrich([pay(5, 180, order_id="next", country="RO", ip="6.6.6.6", device_id="evil")])
+    assert (later["new_country"][0], later["new_device"][0], later["new_ip"][0]) == (0, 0, 0)
+    first = en.enrich([{**pay(6, 200, customer_id="newbie"), "type": "order", "status": None, "order_id": "n1"},
+                       pay(7, 201, customer_id="newbie", order_id="n1", device_id="dn", ip="7.7.7.7")])
+    assert first["is_new_customer"].tolist() == [1, 1]
+    assert first["new_device"].tolist() == [0, 0] and first["new_country"].tolist() == [0, 0]
+
+
 def test_new_customer_flag_guest_and_tenure(rds):
     cfg = EnrichConfig(new_customer_seconds=3600)
     f = Enricher(rds, "acme", cfg).enrich([pay(0, 0), pay(1, 30), pay(2, 90), pay(3, 91, customer_id=None)])
