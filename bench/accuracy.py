@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import ROOT, emit  # noqa: E402
+from pulse.lib.processes import group_stop  # noqa: E402
 
 PY = sys.executable
 
@@ -68,11 +67,7 @@ def main() -> None:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     finally:
         if platform is not None:
-            os.killpg(platform.pid, signal.SIGTERM)
-            try:
-                platform.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(platform.pid, signal.SIGKILL)
+            group_stop(platform, timeout=30)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
         raise SystemExit(f"evaluate_scenario failed with {done.returncode}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from pulse.lib.processes import group_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -88,13 +89,7 @@ def wait_http(port: int, seconds: float = 60) -> None:
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    group_stop(proc, timeout=15)
 
 
 def events_body(n: int, *, with_ids: str | None = None) -> list[dict[str, Any]]:

@@ -22,9 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("PULSE_BENCH_DB", "pulse_scoring_bench")
-os.environ.setdefault("PULSE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Imported first: it sets the database and Redis (PULSE_BENCH_DB / PULSE_BENCH_REDIS_URL) both use.
 from fraud_check import _payments  # noqa: E402
 from ingest_bench_common import (  # noqa: E402
     ROOT,

@@ -5,7 +5,6 @@ in a transaction that is rolled back (the `db` fixture)."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
+from pulse.lib.processes import group_stop
 from pulse.web import command as web_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,11 +141,7 @@ def celery_worker_process(tenant_world) -> Iterator[subprocess.Popen[bytes]]:  #
     )
     _wait_for_worker(proc)
     yield proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    group_stop(proc, timeout=20)
 
 
 def _wait_for_worker(proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
@@ -203,11 +199,7 @@ def pulse_server(tenant_world: dict[str, TenantHandle]) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        group_stop(proc, timeout=10)
         log.close()
         if not os.environ.get("PULSE_KEEP_SERVER_LOG"):
             os.unlink(log.name)
