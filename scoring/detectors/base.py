@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from scipy.special import ndtri
 
 Frame = Mapping[str, Any]
 
@@ -79,16 +80,24 @@ def robust_centre_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     that are almost always 1, streaks that are almost always 0) the MAD is 0; then the spread is
     read from the upper tail instead: (q99 - median) / 2.326, the SD of a normal law with the
     same 99th percentile, so that a value the reference sees in 1 % of rows gets z = 2.3, not
-    z = 1000. Failing that (a constant column), the mean absolute deviation (x 1.2533), then a
-    tiny floor, so that any different value stands out strongly but finitely.
+    z = 1000.
+
+    When even the 99th percentile sits on the median (a flag such as `new_device` that is 1 in
+    under 1 % of rows, or a constant column), the scale comes from rarity: with k of n rows off
+    the median, the smallest step d seen off it (1 when none is) gets the z of a normal tail of
+    the same probability, z(d) = Phi^-1(1 - (k + 0.5) / (n + 1)). A flag set in 0.5 % of rows
+    reads z = 2.6; one never seen in 100,000 rows z = 4.4: surprising in proportion to how rare
+    it was, never the near-zero scale that made every occurrence extreme.
     """
     med = np.median(x, axis=0)
     dev = np.abs(x - med)
     mad = 1.4826 * np.median(dev, axis=0)
     tail = (np.quantile(x, 0.99, axis=0) - med) / 2.326 if len(x) else np.zeros_like(med)
-    meanad = 1.2533 * np.mean(dev, axis=0)
-    floor = np.maximum(np.abs(med) * 1e-3, 1e-6)
-    scale = np.where(mad > 0, mad, np.where(tail > 0, tail, np.where(meanad > 0, meanad, floor)))
+    off = dev > 0
+    k = off.sum(axis=0)
+    step = np.where(k > 0, np.where(off, dev, np.inf).min(axis=0, initial=np.inf), 1.0)
+    rarity = step / ndtri(1.0 - (k + 0.5) / (len(x) + 1.0))
+    scale = np.where(mad > 0, mad, np.where(tail > 0, tail, rarity))
     return med, scale
 
 

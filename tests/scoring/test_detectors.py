@@ -38,6 +38,24 @@ def test_robust_z_degenerate_counts_use_the_tail_not_a_zero_mad():
     assert s.raw[1] > 10
 
 
+def test_robust_z_rare_flags_and_constant_columns_take_their_scale_from_rarity():
+    from scipy.stats import norm
+
+    # new_device set in 5 of 1,000 rows: q99 is the median, so neither MAD nor tail says anything
+    flag = RobustZDetector(features=("new_device",)).fit(frame([0] * 995 + [1] * 5, "new_device"))
+    z = flag.score(frame([0, 1], "new_device")).raw
+    assert z[0] == 0.0
+    assert z[1] == pytest.approx(norm.isf(5.5 / 1001))  # ~2.5: as surprising as its rarity, not 1000
+    assert flag.score(frame([1], "new_device")).reasons(0) == []  # under 3.5 on its own
+    # a constant reference: any step of 1 is "never seen in n rows", more surprising as n grows
+    small = RobustZDetector(features=("cust_failed_streak",)).fit(frame([0] * 100, "cust_failed_streak"))
+    large = RobustZDetector(features=("cust_failed_streak",)).fit(frame([0] * 100_000, "cust_failed_streak"))
+    z_small = small.score(frame([1], "cust_failed_streak")).raw[0]
+    z_large = large.score(frame([1], "cust_failed_streak")).raw[0]
+    assert 2.0 < z_small < z_large < 5.0
+    assert large.score(frame([3], "cust_failed_streak")).raw[0] == pytest.approx(3 * z_large)
+
+
 def test_iqr_on_known_data():
     ref = frame(np.arange(1, 101, dtype=float))  # q1 25.75, q3 75.25, IQR 49.5
     det = IQRDetector(features=("cust_count_1h",)).fit(ref)
