@@ -30,6 +30,8 @@ class IngestResult:
     batch_id: int | None = None
     # The stored events (normalised), for callers that score them synchronously (fraud-check).
     events: list[NormalisedEvent] = field(default_factory=list)
+    # Index in raw_events -> event id, for every valid event (stored or duplicate).
+    event_ids: dict[int, str] = field(default_factory=dict)
 
     def as_response(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
@@ -119,6 +121,7 @@ def events_ingest(
 
     result.accepted, result.duplicates, result.batch_id, result.events = (
         batch.accepted, batch.duplicates, batch.pk, stored)
+    result.event_ids = {index: event["event_id"] for index, event in checked.valid}
     _count_usage(tenant, accepted=batch.accepted, rejected=len(checked.rejected), now=now,
                  later=hand_over_after_response)
     return result

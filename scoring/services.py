@@ -4,6 +4,7 @@ only here (validated, versioned); the fraud-check and the rules dry-run live her
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -12,10 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from ingestion.services import events_ingest
+from pulse.lib.combine import Combiner
 from pulse.lib.redis import get_redis
 from scoring.rules import RuleValidationError, default_rules, validate_rule
 from scoring.rules.schema import MAX_RULES
@@ -317,15 +320,9 @@ class FraudCheckOutcome:
 def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
     """Score one payment synchronously with the async path's code, and record it as an event.
 
-    The payment is stored through `events_ingest` (source "fraud_check"); it is enriched, scored and,
-    when flagged, recorded as an anomaly INSIDE the transaction that stores it (before_commit), so a
-    crash can never leave a stored-but-unscored payment, and the batch consumer skips fraud_check
-    batches instead of scoring them a second time. A repeated event id is answered again from the
-    stored event (the enrichment sees the replay and leaves the state alone) without a new anomaly."""
-    from ingestion.storage import batch_events_load
-
-    from .pipeline import anomalies_build, reservoir_push_gathered, score_transactions
-
+    Concurrent checks of a tenant in this process are served as one batch (`fraud_checks`, through
+    `pulse.lib.combine`): alone, a check is a batch of one and waits for nothing; under load the
+    transaction, the Redis call and the scoring are paid once per batch instead of once per check."""
     started = time.perf_counter()
     if not isinstance(payload, dict):
         return FraudCheckOutcome(errors={"non_field_errors": ["Send one payment as a JSON object."]})
@@ -334,9 +331,28 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
     if payload["type"] != "payment":
         return FraudCheckOutcome(errors={"type": ["fraud-check takes payments only (type 'payment')."]})
     payload.setdefault("timestamp", timezone.now().isoformat())
-    holder: dict[str, Any] = {}
+    outcome = _fraud_check_combiner().submit(tenant.schema_name, payload, tenant)
+    outcome.timings = {**outcome.timings, "total": (time.perf_counter() - started) * 1e3}
+    return outcome
 
+
+def fraud_checks(*, tenant: Any, payloads: Sequence[dict[str, Any]]) -> list[FraudCheckOutcome]:
+    """Store, enrich and score payments (already shaped by `fraud_check`) as one batch; one outcome
+    per payload, in order.
+
+    The payments are stored through `events_ingest` (source "fraud_check"); they are enriched, scored
+    and, when flagged, recorded as anomalies INSIDE the transaction that stores them (before_commit),
+    so a crash can never leave a stored-but-unscored payment, and the batch consumer skips
+    fraud_check batches instead of scoring them a second time. An invalid payment gets its errors
+    and leaves the others alone. A repeated event id is answered again (`duplicate: true`) without a
+    new anomaly: from this batch's answer when the id repeats within the batch, otherwise from the
+    stored event (the enrichment sees the replay and leaves the state alone)."""
+    from ingestion.storage import batch_events_load
     from learning.services import scored_events_record
+
+    from .pipeline import anomalies_build, reservoir_push_gathered, score_transactions
+
+    holder: dict[str, Any] = {}
 
     def score_inside(batch: Any) -> None:
         events = batch.stored_rows if batch.stored_rows is not None else batch_events_load(batch.pk)
@@ -347,35 +363,68 @@ def fraud_check(*, tenant: Any, payload: Any) -> FraudCheckOutcome:
         holder["score_ms"] = (time.perf_counter() - t0) * 1e3
         holder["scored"] = scored
         anomalies = anomalies_build(scored, tenant=tenant)
-        holder["related"] = anomalies[0].event_ids[1:] if anomalies else []
+        holder["anomalies"] = anomalies
         anomalies_record(anomalies=anomalies)
         scored_events_record(scored=scored)
 
-    result = events_ingest(tenant=tenant, raw_events=[payload], source="fraud_check", before_commit=score_inside,
-                           hand_over_after_response=True)
-    if result.rejected:
-        return FraudCheckOutcome(errors=result.rejected[0]["errors"])
-    outcome = FraudCheckOutcome()
+    result = events_ingest(tenant=tenant, raw_events=list(payloads), source="fraud_check",
+                           before_commit=score_inside, hand_over_after_response=True)
     scored = holder.get("scored")
-    if scored is None:  # the event id was stored before: answer from the stored event, record nothing
-        from ingestion.models import Event
-
-        stored = list(Event.objects.filter(event_id=str(payload.get("event_id", ""))).values()[:1])
-        if not stored or stored[0]["type"] != "payment":
-            return FraudCheckOutcome(errors={"event_id": ["This event id was already used by another event."]})
-        t0 = time.perf_counter()
-        scored = score_transactions(tenant=tenant, events=stored, wait_seconds=5.0)
-        holder["score_ms"] = (time.perf_counter() - t0) * 1e3
-        anomalies = anomalies_build(scored, tenant=tenant)  # not recorded again: only for related_event_ids
-        holder["related"] = anomalies[0].event_ids[1:] if anomalies else []
-        outcome.duplicate = True
-    else:
+    rows: dict[str, int] = {}
+    related: dict[str, list[str]] = {}
+    if scored is not None:
         reservoir_push_gathered(scored, tenant=tenant)
-    # The payer's (or its IP's, device's) earlier payments that the flagging signal looked at.
-    outcome.body = {**scored.body(0), "event_id": scored.events[0]["event_id"],
-                    "related_event_ids": holder.get("related", [])}
-    if outcome.duplicate:
-        outcome.body["duplicate"] = True
-    total = (time.perf_counter() - started) * 1e3
-    outcome.timings = {"score": holder.get("score_ms", 0.0), "total": total}
-    return outcome
+        rows = {str(e["event_id"]): i for i, e in enumerate(scored.events)}
+        # The payer's (or its IP's, device's) earlier payments that the flagging signal looked at.
+        related = {a.event_ids[0]: a.event_ids[1:] for a in holder["anomalies"]}
+    errors = {r["index"]: r["errors"] for r in result.rejected}
+    timings = {"score": holder.get("score_ms", 0.0)}
+    outcomes: list[FraudCheckOutcome] = []
+    answered: set[str] = set()
+    for index, payload in enumerate(payloads):
+        if index in errors:
+            outcomes.append(FraudCheckOutcome(errors=errors[index]))
+            continue
+        event_id = result.event_ids[index]
+        if event_id in rows:
+            outcome = FraudCheckOutcome(body={**scored.body(rows[event_id]), "event_id": event_id,
+                                              "related_event_ids": related.get(event_id, [])},
+                                        timings=dict(timings), duplicate=event_id in answered)
+            answered.add(event_id)
+            if outcome.duplicate:
+                outcome.body["duplicate"] = True
+        else:
+            outcome = _fraud_check_stored(tenant=tenant, event_id=event_id)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _fraud_check_stored(*, tenant: Any, event_id: str) -> FraudCheckOutcome:
+    """The answer for an event id stored before: scored again from the stored event, nothing recorded."""
+    from ingestion.models import Event
+
+    from .pipeline import anomalies_build, score_transactions
+
+    stored = list(Event.objects.filter(event_id=event_id).values()[:1])
+    if not stored or stored[0]["type"] != "payment":
+        return FraudCheckOutcome(errors={"event_id": ["This event id was already used by another event."]})
+    t0 = time.perf_counter()
+    scored = score_transactions(tenant=tenant, events=stored, wait_seconds=5.0)
+    score_ms = (time.perf_counter() - t0) * 1e3
+    anomalies = anomalies_build(scored, tenant=tenant)  # not recorded again: only for related_event_ids
+    body = {**scored.body(0), "event_id": scored.events[0]["event_id"],
+            "related_event_ids": anomalies[0].event_ids[1:] if anomalies else [], "duplicate": True}
+    return FraudCheckOutcome(body=body, duplicate=True, timings={"score": score_ms})
+
+
+_combiner: Combiner[dict[str, Any], FraudCheckOutcome] | None = None
+_combiner_lock = threading.Lock()
+
+
+def _fraud_check_combiner() -> Combiner[dict[str, Any], FraudCheckOutcome]:
+    global _combiner
+    with _combiner_lock:
+        if _combiner is None or _combiner.max_batch != settings.PULSE_FRAUD_CHECK_MAX_BATCH:
+            _combiner = Combiner(lambda tenant, payloads: fraud_checks(tenant=tenant, payloads=payloads),
+                                 max_batch=settings.PULSE_FRAUD_CHECK_MAX_BATCH)
+        return _combiner

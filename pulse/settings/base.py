@@ -179,3 +179,6 @@ PULSE_BATCH_GROUP_MAX_EVENTS = env_int("PULSE_BATCH_GROUP_MAX_EVENTS", 10_000)
 PULSE_DEFER_AFTER_RESPONSE = env_bool("PULSE_DEFER_AFTER_RESPONSE", True)
 # ...and the fraud-check batches a tenant stores within this window share one hand-off message.
 PULSE_HAND_OVER_COALESCE_SECONDS = env_float("PULSE_HAND_OVER_COALESCE_SECONDS", 0.1)
+# Concurrent fraud-checks of a tenant in one web process are stored and scored as one batch of at
+# most this many (pulse.lib.combine; 1 = one at a time). Never waits for company: no timer.
+PULSE_FRAUD_CHECK_MAX_BATCH = env_int("PULSE_FRAUD_CHECK_MAX_BATCH", 8)

@@ -14,10 +14,16 @@ from django_tenants.utils import schema_context
 
 
 def _publish(schema: str, marker: str) -> int:
+    """Runs on an executor thread: its database connection is closed here, or the test database
+    could not be dropped at the end of the session (a session still open)."""
     from alerts.services import feed_publish
+    from django.db import connection
 
-    with schema_context(schema):
-        return feed_publish(type="anomaly.created", data={"marker": marker}).pk
+    try:
+        with schema_context(schema):
+            return feed_publish(type="anomaly.created", data={"marker": marker}).pk
+    finally:
+        connection.close()
 
 
 def test_live_feed_over_a_real_websocket(pulse_server, tenant_world, live_db) -> None:  # type: ignore[no-untyped-def]

@@ -102,6 +102,42 @@ def test_fraud_check_payment_is_stored_scored_once_and_not_rescored_by_the_consu
     assert int(again["cust_count_1h"][0]) == 6
 
 
+def test_checks_served_together_answer_as_checks_one_at_a_time(tenant_a):
+    """Concurrent fraud-checks are stored and scored as one batch (scoring.services.fraud_checks):
+    each payment gets the answer it would get alone, an invalid one gets its errors without
+    failing the others, and repeated ids are answered as repeats."""
+    from ingestion.models import Event, EventBatch
+    from scoring.services import fraud_checks
+
+    start = recent(1)
+
+    def burst(tag: str) -> list[dict[str, Any]]:
+        return [payment(f"{tag}{i}", start + timedelta(minutes=i), customer=f"{tag}-cust", amount=30 + i,
+                        ip=f"192.0.2.{60 if tag == 'one' else 61}", device=f"{tag}-dev", card=f"{tag}-card{i}")
+                for i in range(6)]
+
+    alone = [tenant_a.client("ingest").post("/api/v1/fraud-check", p, format="json").json() for p in burst("one")]
+    together = burst("tog")
+    payloads = [*together, {"type": "payment", "amount": "-5", "timestamp": start.isoformat()},
+                dict(together[2]), {**burst("one")[0]}]
+    outcomes = fraud_checks(tenant=tenant_a.tenant, payloads=payloads)
+    assert len(outcomes) == len(payloads)
+    for a, out in zip(alone, outcomes[:6], strict=True):
+        b = out.body
+        assert b["event_id"].replace("tog", "one") == a["event_id"]
+        assert (b["risk_score"], b["decision"], b["detectors"]) == (a["risk_score"], a["decision"], a["detectors"])
+        assert [r["detector"] for r in b["reasons"]] == [r["detector"] for r in a["reasons"]]
+        assert [e.replace("tog", "one") for e in b["related_event_ids"]] == a["related_event_ids"]
+        assert "duplicate" not in b
+    assert outcomes[5].body["decision"] != "ALLOW"
+    assert "amount" in outcomes[6].errors and outcomes[6].body is None
+    assert outcomes[7].body["duplicate"] is True and outcomes[7].body["risk_score"] == outcomes[2].body["risk_score"]
+    assert outcomes[8].body["duplicate"] is True and outcomes[8].body["event_id"] == "one0"
+    assert Event.objects.filter(event_id__startswith="tog").count() == 6
+    assert EventBatch.objects.filter(source="fraud_check").count() == 6 + 1
+    assert Anomaly.objects.filter(event_ids__0="tog5").count() == 1
+
+
 # A new tenant (no data yet): "unusual for this shop" comes from the default amount prior (median 50):
 # 600 is over 500 and unusual (robust z >= 2) but not in the top 0.2 % of new-customer purchases the
 # prior expects; 1,500 is both.
