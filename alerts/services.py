@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 # A worker that claimed a delivery and vanished gives it up after this long (longer than any send:
 # 3 attempts × 10 s timeout + backoff).
 CLAIM_LEASE = timedelta(minutes=5)
+# An anomaly not dispatched this long after it was recorded lost its hand-off (anomalies_recover).
+RECOVER_AFTER = timedelta(minutes=2)
 RETRY_BASE = timedelta(seconds=30)
 RETRY_MAX = timedelta(minutes=15)
 SEND_CHUNK = 50
@@ -479,6 +481,20 @@ def deliveries_recover(*, now: datetime | None = None) -> int:
         | Q(status=Delivery.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE),
     ).exclude(kind=Delivery.Kind.TEST).order_by("id").values_list("id", flat=True)[:1000])
     deliveries_enqueue(ids=ids)
+    return len(ids)
+
+
+def anomalies_recover(*, now: datetime | None = None) -> int:
+    """Dispatch the anomalies whose hand-off was lost: the process died between their commit and the
+    Celery message, or before a hand-off deferred until after the answer left (the fraud-check's).
+    Recorded between a day and RECOVER_AFTER ago and never claimed by a dispatch; dispatching is
+    idempotent (the claim), so a message that was only late does no harm."""
+    now = now or timezone.now()
+    ids = list(Anomaly.objects.filter(detected_at__lt=now - RECOVER_AFTER, detected_at__gte=now - timedelta(days=1))
+               .exclude(pk__in=AlertAnomaly.objects.values("anomaly_id"))
+               .order_by("id").values_list("id", flat=True)[:1000])
+    if ids:
+        alerts_dispatch(anomaly_ids=ids, now=now)
     return len(ids)
 
 

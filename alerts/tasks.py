@@ -28,9 +28,10 @@ def deliveries_send(delivery_ids: list[int]) -> int:
 
 @shared_task(name="alerts.tasks.alerts_tick", acks_late=True)
 def alerts_tick() -> dict[str, int]:
-    """Every minute per tenant: send due digests and held notifications, resolve quiet alerts, recover
-    deliveries whose hand-off was lost."""
+    """Every minute per tenant: dispatch anomalies and recover deliveries whose hand-off was lost, send
+    due digests and held notifications, resolve quiet alerts."""
     return {
+        "anomalies_recovered": services.anomalies_recover(),
         "digests": services.digests_flush(),
         "resolved": services.alerts_resolve_quiet(),
         "recovered": services.deliveries_recover(),

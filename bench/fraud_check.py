@@ -12,7 +12,8 @@ scheduled send time (no coordinated omission). Server-side time comes from the `
 header of each answer: `app` = the view, authentication included (validation, storing the event,
 enrichment, scoring, recording an anomaly when flagged); `score` = enrichment + scoring alone.
 `server_cpu_ms_per_request`: CPU time of the two server processes per request (PostgreSQL and Redis
-not included): the capacity figure (requests/s per core ~ 1000 / it, before the database's share).
+not included): the capacity figure (requests/s per core ~ 1000 / it, before the database's share);
+`client_cpu_ms_per_request`: the load generator's own CPU (it shares the box's cores).
 Two web processes (`pulse.web`, uvicorn; one per core), a fresh tenant in its own database (pulse_scoring_bench) and
 Redis db 8 (override with PULSE_BENCH_DB / PULSE_BENCH_REDIS_URL). Prints one JSON line per rate.
 """
@@ -114,7 +115,7 @@ def _pct(values: list[float], p: float) -> float:
 
 def _run(rate: float, seconds: float, ports: list[int], key: str, bodies: list[bytes],
          pids: list[int] | None = None) -> dict:
-    cpu_before = _cpu_seconds(pids or [])
+    cpu_before, client_before = _cpu_seconds(pids or []), time.process_time()
     jobs: queue.Queue = queue.Queue()
     results: list[tuple[float, int, dict[str, float], str]] = []
     threads = [threading.Thread(target=_worker, args=(key, jobs, results), daemon=True) for _ in range(48)]
@@ -139,9 +140,10 @@ def _run(rate: float, seconds: float, ports: list[int], key: str, bodies: list[b
     decisions: dict[str, int] = {}
     for r in results:
         decisions[r[3] or f"status {r[1]}"] = decisions.get(r[3] or f"status {r[1]}", 0) + 1
-    cpu = _cpu_seconds(pids or []) - cpu_before
+    cpu, client_cpu = _cpu_seconds(pids or []) - cpu_before, time.process_time() - client_before
     return {"rate_per_s": rate, "requests": len(results), "ok": sum(1 for r in results if r[1] == 200),
             "server_cpu_ms_per_request": round(1000 * cpu / max(1, len(results)), 2),
+            "client_cpu_ms_per_request": round(1000 * client_cpu / max(1, len(results)), 2),
             "client_p50_ms": _pct(client_ms, 50), "client_p99_ms": _pct(client_ms, 99),
             "server_app_p50_ms": _pct(app, 50), "server_app_p99_ms": _pct(app, 99),
             "server_score_p50_ms": _pct(score, 50), "server_score_p99_ms": _pct(score, 99),

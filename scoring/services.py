@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ingestion.services import events_ingest
+from pulse.lib.background import after_response_gathered
 from pulse.lib.combine import Combiner
 from pulse.lib.redis import get_redis
 from scoring.rules import RuleValidationError, default_rules, validate_rule
@@ -27,8 +28,12 @@ from .bulk import rows_insert
 from .models import Anomaly, Rule, RuleVersion
 
 
-def anomalies_record(*, anomalies: Sequence[Anomaly]) -> list[Anomaly]:
-    """Bulk-insert unsaved Anomaly instances; delivery (alerts, live feed) starts after commit."""
+def anomalies_record(*, anomalies: Sequence[Anomaly], after_response: bool = False) -> list[Anomaly]:
+    """Bulk-insert unsaved Anomaly instances; delivery (alerts, live feed) starts after commit.
+
+    `after_response` (the fraud-check) sends the hand-off after the answer, one Celery message for the
+    anomalies a tenant records within PULSE_HAND_OVER_COALESCE_SECONDS; a hand-off lost with the
+    process is dispatched by `alerts.services.anomalies_recover` (every minute)."""
     if not anomalies:
         return []
     for anomaly in anomalies:
@@ -37,14 +42,23 @@ def anomalies_record(*, anomalies: Sequence[Anomaly]) -> list[Anomaly]:
     created = list(anomalies)
     rows_insert(Anomaly, created)  # bulk_create with one UNNEST statement (see scoring.bulk: why)
     ids = [a.pk for a in created]
-
-    def hand_over() -> None:
-        from alerts.tasks import anomalies_dispatch
-
-        anomalies_dispatch.delay(ids)
-
-    transaction.on_commit(hand_over)
+    if after_response:
+        schema = connection.schema_name  # the background thread has no tenant of its own
+        transaction.on_commit(lambda: after_response_gathered(_anomalies_hand_over, schema, ids))
+    else:
+        transaction.on_commit(lambda: _anomalies_hand_over(None, [ids]))
     return created
+
+
+def _anomalies_hand_over(schema: str | None, id_lists: list[list[int]]) -> None:
+    from alerts.tasks import anomalies_dispatch
+    from pulse.celery import SCHEMA_HEADER
+
+    ids = [i for part in id_lists for i in part]
+    if schema is None:
+        anomalies_dispatch.delay(ids)  # enqueued in the current schema
+    else:
+        anomalies_dispatch.apply_async((ids,), headers={SCHEMA_HEADER: schema})
 
 
 def anomaly_fingerprint(anomaly: Anomaly) -> str:
@@ -364,7 +378,7 @@ def fraud_checks(*, tenant: Any, payloads: Sequence[dict[str, Any]]) -> list[Fra
         holder["scored"] = scored
         anomalies = anomalies_build(scored, tenant=tenant)
         holder["anomalies"] = anomalies
-        anomalies_record(anomalies=anomalies)
+        anomalies_record(anomalies=anomalies, after_response=True)
         scored_events_record(scored=scored)
 
     result = events_ingest(tenant=tenant, raw_events=list(payloads), source="fraud_check",

@@ -291,6 +291,30 @@ def test_lost_hand_off_is_recovered(policy, receiver, django_capture_on_commit_c
     assert delivery.status == "sent" and len(receiver.requests) == 1
 
 
+def test_an_anomaly_whose_hand_off_was_lost_is_dispatched_by_the_tick(policy, receiver,
+                                                                       django_capture_on_commit_callbacks) -> None:
+    """The process died between an anomaly's commit and its Celery message (or before a hand-off
+    deferred until after the answer left): the tick dispatches it, once, and only once it is stale."""
+    from alerts.models import AlertAnomaly
+    from alerts.services import anomalies_recover
+
+    lost = _new()  # recorded at T0; its on-commit hand-off never runs in a test transaction
+    dispatched = _new(metric="orders")
+    ancient = _new(metric="sessions", detected_at=at(-60 * 25))  # over a day old: history, not a lost hand-off
+    _dispatch(django_capture_on_commit_callbacks, [dispatched], 0)
+    assert not AlertAnomaly.objects.filter(anomaly_id=lost).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert anomalies_recover(now=at(1)) == 0  # too fresh: its task may still be on the way
+    with django_capture_on_commit_callbacks(execute=True):
+        assert anomalies_recover(now=at(3)) == 1
+    assert AlertAnomaly.objects.filter(anomaly_id=lost).exists()
+    assert Alert.objects.filter(metric="revenue").count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert anomalies_recover(now=at(4)) == 0
+    assert not AlertAnomaly.objects.filter(anomaly_id=ancient).exists()
+    assert Delivery.objects.count() == 2
+
+
 def test_feed_prune_keeps_recent_messages(tenant_a, alerts_config) -> None:
     from alerts.services import feed_prune
 
@@ -314,7 +338,7 @@ def test_tick_task_runs_in_the_tenant(policy, receiver, alerts_config, eager_cel
     alerts_config(resolve_after_minutes=1)
     Alert.objects.create(fingerprint="old", title="old", kind="kpi", severity="low", peak_severity="low", count=1,
                          last_seen_at=T0)
-    assert alerts_tick.apply().get() == {"digests": 0, "resolved": 1, "recovered": 0}
+    assert alerts_tick.apply().get() == {"anomalies_recovered": 0, "digests": 0, "resolved": 1, "recovered": 0}
     assert Alert.objects.get().status == "resolved"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -26,9 +27,19 @@ def live_tenant(live_db):  # type: ignore[no-untyped-def]
     tenant, key = tenant_create(slug=SLUG, name="Fraud-check live", plan="enterprise", timezone_name="UTC",
                                 currency="USD")
     yield tenant, key
+    from ingestion.models import EventBatch
+    from ingestion.tasks import batch_run
     from pulse.lib.redis import get_redis
     from scoring.enrich import clear_state
 
+    # The server handed the batches to Celery: a worker another test started may be consuming them.
+    # Finish them here (a batch a worker holds is waited for), so none is touched while the schema drops.
+    connection.set_tenant(tenant)
+    deadline = time.monotonic() + 60
+    while (pending := list(EventBatch.objects.exclude(status="done").values_list("pk", flat=True))):
+        assert time.monotonic() < deadline, f"batches {pending} never finished"
+        if all(batch_run(pk) == "locked" for pk in pending):
+            time.sleep(0.2)
     clear_state(get_redis(), tenant.schema_name)
     connection.set_schema_to_public()
     Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)

@@ -194,9 +194,11 @@ def test_fraud_check_needs_the_ingest_scope(tenant_a):
 
 def test_fraud_check_answers_first_then_hands_over_in_the_tenant_schema(tenant_a, settings, monkeypatch,
                                                                          django_capture_on_commit_callbacks):
-    """With PULSE_DEFER_AFTER_RESPONSE (production), the batch hand-off and the calibration sample
-    happen on the background thread after the answer, and the hand-off still names the tenant.
-    The answer also tells batch enrichment that checks are being served (short script calls)."""
+    """With PULSE_DEFER_AFTER_RESPONSE (production), the batch hand-off, the anomaly's hand-off to
+    delivery and the calibration sample happen on the background thread after the answer, and the
+    hand-offs still name the tenant. The answer also tells batch enrichment that checks are being
+    served (short script calls)."""
+    from alerts.tasks import anomalies_dispatch
     from ingestion.models import EventBatch
     from ingestion.tasks import batch_process
     from pulse.celery import SCHEMA_HEADER
@@ -210,7 +212,10 @@ def test_fraud_check_answers_first_then_hands_over_in_the_tenant_schema(tenant_a
     settings.PULSE_HAND_OVER_COALESCE_SECONDS = 0.01
     sent: list[tuple[tuple, dict]] = []
     monkeypatch.setattr(batch_process, "apply_async", lambda args=None, kwargs=None, **options: sent.append((args, options)))
-    event = payment("deferred-1", recent(1), customer="deferred-cust", amount=25)
+    dispatched: list[tuple[tuple, dict]] = []
+    monkeypatch.setattr(anomalies_dispatch, "apply_async",
+                        lambda args=None, kwargs=None, **options: dispatched.append((args, options)))
+    event = payment("deferred-1", recent(1), customer="deferred-cust", amount=1500)  # a new customer: flagged
     with django_capture_on_commit_callbacks(execute=True):
         response = tenant_a.client("ingest").post("/api/v1/fraud-check", event, format="json")
     assert response.status_code == 200
@@ -220,6 +225,9 @@ def test_fraud_check_answers_first_then_hands_over_in_the_tenant_schema(tenant_a
     done.result(timeout=10)
     batch = EventBatch.objects.get(source="fraud_check")
     assert sent == [((batch.pk,), {"headers": {SCHEMA_HEADER: tenant_a.tenant.schema_name}})]
+    anomaly = Anomaly.objects.get(event_ids__0="deferred-1")
+    assert response.json()["decision"] != "ALLOW"
+    assert dispatched == [(([anomaly.pk],), {"headers": {SCHEMA_HEADER: tenant_a.tenant.schema_name}})]
     assert get_redis().pttl(SYNC_TRAFFIC_KEY) > 0
 
 
