@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -16,3 +18,22 @@ class ScoringConfig(AppConfig):
             uid = f"scoring-revisions-forget-{model.__name__}"
             post_save.connect(revisions_forget, sender=model, dispatch_uid=f"{uid}-save")
             post_delete.connect(revisions_forget, sender=model, dispatch_uid=f"{uid}-delete")
+
+        from django_tenants.signals import post_schema_sync
+
+        from tenants.models import Tenant
+
+        post_schema_sync.connect(_tenant_created, dispatch_uid="scoring-state-new-tenant")
+        post_delete.connect(_tenant_deleted, sender=Tenant, dispatch_uid="scoring-state-tenant-deleted")
+
+
+def _tenant_created(sender: Any, tenant: Any, **_: Any) -> None:
+    from .pipeline import tenant_state_forget
+
+    tenant_state_forget(tenant.schema_name)
+
+
+def _tenant_deleted(sender: Any, instance: Any, **_: Any) -> None:
+    from .pipeline import tenant_state_forget
+
+    tenant_state_forget(instance.schema_name)

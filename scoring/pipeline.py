@@ -41,6 +41,7 @@ from scoring.enrich import (
     EnrichConfig,
     Enricher,
     FeatureFrame,
+    clear_state,
     rebuild_state,
     related_events,
     sync_traffic_mark,
@@ -223,6 +224,20 @@ _MAX_ENGINES = 64
 # rule and calibration changes reach this one within PULSE_SCORER_REVISION_SECONDS, its own at once
 # (signals in apps.py; queryset updates wait for the expiry too).
 _revisions_seen: dict[str, tuple[float, tuple[int | None, str | None, int, str]]] = {}
+
+
+def tenant_state_forget(schema: str) -> None:
+    """A tenant schema was created or dropped: its Redis scoring state (velocity, histories,
+    reservoirs, the rebuilt marker) and this process's cached engines go with it. A tenant deleted
+    and created again under the same slug gets the same schema name: it must start empty, not with
+    the previous tenant's customers."""
+    from pulse.lib.redis import get_redis
+
+    clear_state(get_redis(), schema)
+    with _engines_lock:
+        for key in [k for k in _engines if k.schema == schema]:
+            del _engines[key]
+    _revisions_seen.pop(schema, None)
 
 
 def revisions_forget(**_: Any) -> None:

@@ -395,7 +395,7 @@ def fraud_checks(*, tenant: Any, payloads: Sequence[dict[str, Any]]) -> list[Fra
     timings = {"score": holder.get("score_ms", 0.0)}
     outcomes: list[FraudCheckOutcome] = []
     answered: set[str] = set()
-    for index, payload in enumerate(payloads):
+    for index in range(len(payloads)):
         if index in errors:
             outcomes.append(FraudCheckOutcome(errors=errors[index]))
             continue

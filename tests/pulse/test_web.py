@@ -16,8 +16,9 @@ from django_tenants.utils import schema_context
 def _publish(schema: str, marker: str) -> int:
     """Runs on an executor thread: its database connection is closed here, or the test database
     could not be dropped at the end of the session (a session still open)."""
-    from alerts.services import feed_publish
     from django.db import connection
+
+    from alerts.services import feed_publish
 
     try:
         with schema_context(schema):
