@@ -335,10 +335,13 @@ local function mad_sorted(v, m, med)
 end
 
 -- The customer's amount history h: flat {cents, tag, sequence, ...} in ascending cents (so the
--- median needs no sort); beyond HCAP entries the oldest (smallest sequence) goes.
+-- median needs no sort); beyond HCAP entries the oldest (smallest sequence) goes. One entry per
+-- purchase: an order and its payment (same tag) are one amount, so a shop that sends both judges
+-- a customer on as many purchases as a shop that sends payments only.
 local function history_add(r, cents, tag)
   local h = r.h
   if not h then h = {}; r.h = h end
+  for i = 2, #h, 3 do if h[i] == tag then return end end
   local seq = (r.hq or 0) + 1
   r.hq = seq
   local pos = #h + 1

@@ -171,7 +171,7 @@ def test_the_payment_of_an_order_is_not_history_for_itself(rds):
     assert f["cust_history_n"].tolist() == [0, 0]
     assert f["amount_robust_z"][1] == pytest.approx(f["amount_robust_z"][0])
     g = en.enrich([pay(2, 5, amount=20.0, order_id="next")])
-    assert g["cust_history_n"][0] == 2  # later purchases see the order and the payment
+    assert g["cust_history_n"][0] == 1  # later purchases see it once: an order and its payment are one purchase
 
 
 def test_amount_percentile_in_the_shop_table_and_from_the_prior():
