@@ -274,9 +274,15 @@ class FraudCheckView(APIView):
 
     @extend_schema(request=dict, responses={200: dict, 400: dict})
     def post(self, request: Request) -> Response:
+        from .pipeline import StateNotReady
         from .services import fraud_check
 
-        outcome = fraud_check(tenant=request._request.tenant, payload=request.data)
+        try:
+            outcome = fraud_check(tenant=request._request.tenant, payload=request.data)
+        except StateNotReady:
+            return Response(error_body("unavailable", "This shop's scoring state is being rebuilt; retry in a few "
+                                       "seconds."), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": "5"})
         self._timings = outcome.timings
         if outcome.errors is not None:
             return Response(error_body("invalid", "The payment is invalid.", outcome.errors),

@@ -4,6 +4,7 @@ only here (validated, versioned); the fraud-check and the rules dry-run live her
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -19,13 +20,15 @@ from django.utils import timezone
 
 from ingestion.services import events_ingest
 from pulse.lib.background import after_response_gathered
-from pulse.lib.combine import Combiner
+from pulse.lib.combine import Combiner, Failure
 from pulse.lib.redis import get_redis
 from scoring.rules import RuleValidationError, default_rules, validate_rule
 from scoring.rules.schema import MAX_RULES
 
 from .bulk import rows_insert
 from .models import Anomaly, Rule, RuleVersion
+
+log = logging.getLogger(__name__)
 
 
 def anomalies_record(*, anomalies: Sequence[Anomaly], after_response: bool = False) -> list[Anomaly]:
@@ -431,6 +434,30 @@ def _fraud_check_stored(*, tenant: Any, event_id: str) -> FraudCheckOutcome:
     return FraudCheckOutcome(body=body, duplicate=True, timings={"score": score_ms})
 
 
+def _fraud_checks_isolated(tenant: Any, payloads: Sequence[dict[str, Any]]) -> list[FraudCheckOutcome | Failure]:
+    """`fraud_checks` for the combiner: a batch that fails (one payment that trips the database, say)
+    is served again one payment at a time, so only the payment at fault fails; its batch-mates are
+    answered as if they had come alone. The failed batch's transaction stored nothing; the Redis
+    state it enriched sees the retried payments as replays and is not counted twice."""
+    from .pipeline import StateNotReady
+
+    try:
+        return list(fraud_checks(tenant=tenant, payloads=payloads))
+    except StateNotReady:
+        raise  # the tenant's state, not a payment: the same answer for every check
+    except Exception:
+        if len(payloads) == 1:
+            raise
+        log.warning("a batch of %d fraud-checks failed; serving them one by one", len(payloads), exc_info=True)
+    out: list[FraudCheckOutcome | Failure] = []
+    for payload in payloads:
+        try:
+            out.append(fraud_checks(tenant=tenant, payloads=[payload])[0])
+        except Exception as exc:  # noqa: BLE001 - handed to that payment's caller, which raises it
+            out.append(Failure(exc))
+    return out
+
+
 _combiner: Combiner[dict[str, Any], FraudCheckOutcome] | None = None
 _combiner_lock = threading.Lock()
 
@@ -439,6 +466,5 @@ def _fraud_check_combiner() -> Combiner[dict[str, Any], FraudCheckOutcome]:
     global _combiner
     with _combiner_lock:
         if _combiner is None or _combiner.max_batch != settings.PULSE_FRAUD_CHECK_MAX_BATCH:
-            _combiner = Combiner(lambda tenant, payloads: fraud_checks(tenant=tenant, payloads=payloads),
-                                 max_batch=settings.PULSE_FRAUD_CHECK_MAX_BATCH)
+            _combiner = Combiner(_fraud_checks_isolated, max_batch=settings.PULSE_FRAUD_CHECK_MAX_BATCH)
         return _combiner

@@ -9,9 +9,10 @@ is woken to serve the next batch, which holds everything that queued up (up to `
 light load batches stay at one; as load grows they grow with it, so the per-call cost is paid once
 per batch instead of once per request: throughput rises exactly when a queue would otherwise form.
 
-`run(key, items)` returns one result per item (in order); an exception fails every item of the
-batch with it (each caller re-raises it). A leader serves one batch only, its own, and hands over:
-no caller waits for more than the batch ahead of it plus its own.
+`run(key, items)` returns one result per item (in order); a `Failure(exc)` in place of a result
+fails that item alone (its caller raises exc), an exception raised by `run` fails every item of the
+batch with it. A leader serves one batch only, its own, and hands over: no caller waits for more
+than the batch ahead of it plus its own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Failure:
+    """A result that fails its item alone: `submit` raises `error` in that item's caller."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 class _Slot:
@@ -91,4 +101,6 @@ class Combiner(Generic[T, R]):
     def _outcome(slot: _Slot) -> Any:
         if slot.error is not None:
             raise slot.error
+        if isinstance(slot.result, Failure):
+            raise slot.result.error
         return slot.result

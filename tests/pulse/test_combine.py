@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from pulse.lib.combine import Combiner
+from pulse.lib.combine import Combiner, Failure
 
 
 class Recorder:
@@ -110,6 +110,23 @@ def test_a_failing_batch_fails_each_of_its_calls_and_the_next_batch_still_runs()
     assert isinstance(out_bad[-2], ValueError) and isinstance(out_good[3], ValueError)  # same batch
     assert out_later == {4: 40}
     assert not combiner._serving
+
+
+def test_a_failure_result_fails_its_own_call_only():
+    def run(ctx: str, items: Sequence[int]) -> list[object]:
+        return [Failure(KeyError(i)) if i == 2 else i for i in items]
+
+    run_rec = Recorder(hold_first=True)
+    combiner = Combiner(lambda ctx, items: run_rec(ctx, items) and run(ctx, items), max_batch=8)
+    first, out = submit_in_threads(combiner, "t1", [1])
+    assert run_rec.entered.wait(10)
+    rest, out_rest = submit_in_threads(combiner, "t1", [2, 3])
+    wait_queued(combiner, "t1", 2)
+    run_rec.release.set()
+    for t in first + rest:
+        t.join(10)
+    assert [sorted(items) for _, items in run_rec.batches] == [[1], [2, 3]]
+    assert out == {1: 1} and out_rest[3] == 3 and isinstance(out_rest[2], KeyError)
 
 
 def test_keys_are_served_independently():

@@ -138,6 +138,38 @@ def test_checks_served_together_answer_as_checks_one_at_a_time(tenant_a):
     assert Anomaly.objects.filter(event_ids__0="tog5").count() == 1
 
 
+def test_a_payment_that_fails_its_batch_fails_alone(tenant_a, monkeypatch):
+    """One payment that trips something unexpected (simulated here) must not fail the checks it
+    was batched with: the batch is served again one payment at a time."""
+    from ingestion.models import Event
+    from pulse.lib.combine import Failure
+    from scoring import services
+
+    real = services.fraud_checks
+
+    def fragile(*, tenant, payloads):  # type: ignore[no-untyped-def]
+        if any(p["event_id"] == "boom" for p in payloads):
+            raise RuntimeError("simulated fault")
+        return real(tenant=tenant, payloads=payloads)
+
+    monkeypatch.setattr(services, "fraud_checks", fragile)
+    start = recent(1)
+    batch = [payment(eid, start, customer=f"{eid}-cust", amount=20) for eid in ("iso-a", "boom", "iso-c")]
+    out = services._fraud_checks_isolated(tenant_a.tenant, batch)
+    assert out[0].body["event_id"] == "iso-a" and out[2].body["event_id"] == "iso-c"
+    assert isinstance(out[1], Failure) and "simulated" in str(out[1].error)
+    assert sorted(Event.objects.filter(event_id__startswith="iso-").values_list("event_id", flat=True)) == [
+        "iso-a", "iso-c"]
+
+
+def test_fraud_check_while_the_state_is_being_rebuilt_is_a_503(tenant_a, monkeypatch):
+    monkeypatch.setattr("scoring.pipeline.state_ensure", lambda **kwargs: False)
+    response = tenant_a.client("ingest").post("/api/v1/fraud-check", {"amount": "10", "customer_id": "wait"},
+                                              format="json")
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "5" and response.json()["error"] == "unavailable"
+
+
 # A new tenant (no data yet): "unusual for this shop" comes from the default amount prior (median 50):
 # 600 is over 500 and unusual (robust z >= 2) but not in the top 0.2 % of new-customer purchases the
 # prior expects; 1,500 is both.
