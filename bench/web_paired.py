@@ -19,6 +19,7 @@ import http.client
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,15 +40,19 @@ from ingest_bench_common import (  # noqa: E402
 WARMUP = 300
 
 
-def _start(tree: Path, port: int) -> subprocess.Popen[bytes]:
+def _log_path(name: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"pulse-web-paired-{name}.log"
+
+
+def _start(name: str, tree: Path, port: int) -> subprocess.Popen[bytes]:
     py = str(tree / ".venv" / "bin" / "python")
     if (tree / "pulse" / "web.py").exists():
         cmd = [py, "-m", "pulse.web", "--port", str(port)]
     else:
         cmd = [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pulse.asgi:application"]
     env = bench_env(PYTHONPATH=f"{tree / 'bench'}:{tree}", PULSE_WEB_LOG_LEVEL="warning")
-    return subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = _log_path(name).open("wb")  # a 500's traceback lands here
+    return subprocess.Popen(cmd, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -55,7 +60,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _send(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
+def _send(name: str, conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
           headers: dict[str, str]) -> float:
     """One request; its round-trip time in seconds."""
     started = time.perf_counter()
@@ -63,7 +68,8 @@ def _send(conn: http.client.HTTPConnection, method: str, path: str, body: bytes 
     response = conn.getresponse()
     response.read()
     if response.status != 200:
-        raise RuntimeError(f"{method} {path} answered {response.status}")
+        raise RuntimeError(f"{method} {path} answered {response.status} on the {name} server "
+                           f"(its log: {_log_path(name)})")
     return time.perf_counter() - started
 
 
@@ -79,7 +85,7 @@ def main() -> None:
     ensure_database()
     key = fresh_tenant("bench-fraud")["api_key"]
     ports = {name: free_port() for name in trees}
-    servers = {name: _start(tree, ports[name]) for name, tree in trees.items()}
+    servers = {name: _start(name, tree, ports[name]) for name, tree in trees.items()}
     try:
         for port in ports.values():
             wait_http(port)
@@ -94,12 +100,12 @@ def main() -> None:
                 sent = iter(bodies)
                 for _ in range(WARMUP):
                     for name in trees:
-                        _send(conns[name], method, path, next(sent), headers)
+                        _send(name, conns[name], method, path, next(sent), headers)
                 cpu0 = {name: _cpu_seconds(proc.pid) for name, proc in servers.items()}
                 waited = dict.fromkeys(trees, 0.0)
                 for i in range(n):
                     for name in (("base", "this") if i % 2 == 0 else ("this", "base")):
-                        waited[name] += _send(conns[name], method, path, next(sent), headers)
+                        waited[name] += _send(name, conns[name], method, path, next(sent), headers)
                 cpu1 = {name: _cpu_seconds(proc.pid) for name, proc in servers.items()}
                 emit({"bench": "web_paired", "request": label, "round": round_no + 1, "requests": n,
                       "base": str(trees["base"]),

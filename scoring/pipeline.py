@@ -307,6 +307,7 @@ def _build_scorer(tenant: Any, key: EngineKey, config: ScoringConfig) -> TenantS
     from .models import CalibrationState, ModelVersion, Rule
 
     row = ModelVersion.objects.get(version=key.model_version)
+    model = registry.load_version(row)  # first: a replaced global model drops its calibrations here
     states = {s.detector: (calibrator_from_dict(s.calibrator), s.n_reference)
               for s in CalibrationState.objects.filter(model_version=key.model_version)}
     prior_row = CalibrationState.objects.filter(model_version__isnull=True, detector=AMOUNT_PRIOR).first()
@@ -317,7 +318,7 @@ def _build_scorer(tenant: Any, key: EngineKey, config: ScoringConfig) -> TenantS
     quantiles = None
     if new_row is not None and new_row.n_reference >= config.calibration.warmup_scores:
         quantiles = [float(v) for v in new_row.calibrator["quantiles"]]
-    return scorer_assemble(tenant=tenant, key=key, config=config, model=registry.load_version(row),
+    return scorer_assemble(tenant=tenant, key=key, config=config, model=model,
                            rules=[r.definition() for r in Rule.objects.all()], calibrations=states, prior=prior,
                            new_customer_quantiles=quantiles)
 
@@ -680,6 +681,16 @@ def reservoir_read(client: redis_lib.Redis, *, tenant: Any, model_version: int |
         detector, RESERVOIR_KEY.format(version=model_version, detector=detector))
     values: list[bytes] = client.lrange(key, 0, -1)  # type: ignore[assignment]  # sync client
     return np.frombuffer(b"".join(values), dtype="<f8") if values else np.empty(0)
+
+
+def reservoirs_forget(schema: str, *, model_version: int) -> int:
+    """Delete a tenant's raw-score reservoirs of one model version (its model was replaced)."""
+    from pulse.lib.redis import get_redis
+
+    client = get_redis()
+    pattern = (tenant_prefix(schema) + RESERVOIR_KEY.format(version=model_version, detector="*")).replace("[", "\\[")
+    keys = list(client.scan_iter(match=pattern, count=1000))
+    return int(client.unlink(*keys)) if keys else 0  # type: ignore[arg-type]  # sync client
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,12 +48,19 @@ def artifact_location(row: ModelVersion) -> Path:
 
 
 def global_meta() -> dict[str, Any]:
-    path = GLOBAL_STORE / f"{GLOBAL_NAME}.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RegistryError(f"the global model is missing ({path}); run `manage.py train_global_model "
-                            "--seed 42`") from exc
+    """The committed global model's metadata (read once per process: the file ships with the code)."""
+    global _global_meta
+    if _global_meta is None:
+        path = GLOBAL_STORE / f"{GLOBAL_NAME}.json"
+        try:
+            _global_meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"the global model is missing ({path}); run `manage.py train_global_model "
+                                "--seed 42`") from exc
+    return _global_meta
+
+
+_global_meta: dict[str, Any] | None = None
 
 
 def load_model(path: Path, sha256: str, *, fresh: bool = False) -> TrainedModel:
@@ -72,7 +79,42 @@ def load_model(path: Path, sha256: str, *, fresh: bool = False) -> TrainedModel:
 
 
 def load_version(row: ModelVersion) -> TrainedModel:
+    if row.kind == ModelVersion.Kind.GLOBAL:
+        row = global_version_follow(row)
     return load_model(artifact_location(row), row.sha256)
+
+
+def global_version_follow(row: ModelVersion) -> ModelVersion:
+    """Version 0 is the global model shipped with this code. A deployment that ships a retrained one
+    replaces the artifact behind it, so the tenant's version-0 row follows (checksum, features,
+    training window) instead of refusing the new file forever; and what was fitted on the old
+    model's raw scores goes with it (the tenant's calibrations of version 0 and its score
+    reservoirs): percentiles of another model's scores mean nothing. Until the calibration is
+    refitted, the new model's own global calibration applies."""
+    meta = global_meta()
+    if row.sha256 == meta["sha256"]:
+        return row
+    from django.db import connection
+
+    from .models import CalibrationState
+    from .pipeline import reservoirs_forget, revisions_forget
+
+    with transaction.atomic():
+        row = ModelVersion.objects.select_for_update().get(pk=row.pk)
+        if row.sha256 == meta["sha256"]:  # another process got there first
+            return row
+        previous = row.sha256
+        window = meta.get("training_window") or {}
+        row.sha256, row.features, row.code_version = meta["sha256"], meta.get("features", []), meta.get("code_version", "")
+        row.metrics = meta.get("extra", {}).get("training", {})
+        row.training_from, row.training_to = _parse_moment(window.get("from")), _parse_moment(window.get("to"))
+        row.notes = f"global cold-start model trained on simulated data (replaced {previous[:12]}… on {timezone.now():%Y-%m-%d})"
+        row.save(update_fields=["sha256", "features", "code_version", "metrics", "training_from", "training_to", "notes"])
+        CalibrationState.objects.filter(model_version=GLOBAL_VERSION).delete()
+        schema = connection.schema_name
+        transaction.on_commit(lambda: reservoirs_forget(schema, model_version=GLOBAL_VERSION))
+    revisions_forget()  # this process reads the new checksum at once
+    return row
 
 
 def _parse_moment(value: str | None) -> datetime | None:
@@ -84,7 +126,7 @@ def global_version_ensure() -> ModelVersion:
     active when the tenant has no active model."""
     row = ModelVersion.objects.filter(version=GLOBAL_VERSION).first()
     if row is not None:
-        return row
+        return global_version_follow(row)
     meta = global_meta()
     window = meta.get("training_window") or {}
     with transaction.atomic():

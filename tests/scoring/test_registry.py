@@ -89,6 +89,41 @@ def test_every_tenant_starts_on_version_0_then_promotes_and_rolls_back(tenant_a,
         shutil.rmtree(target, ignore_errors=True)
 
 
+def test_a_shipped_global_model_replaces_version_0_and_what_was_fitted_on_the_old_one(
+        tenant_a, redis_client, django_capture_on_commit_callbacks):
+    """An upgrade ships a retrained global model: tenants registered version 0 with the old checksum.
+    Scoring must go on with the new model (not refuse it: every check would fail), and the tenant's
+    calibration of version 0 and its reservoirs of old raw scores go; a tenant model's stay."""
+    from scoring import pipeline
+
+    tenant = tenant_a.tenant
+    old = "ab" * 32
+    v0 = registry.active_version()
+    ModelVersion.objects.filter(pk=v0.pk).update(sha256=old)  # as an earlier deployment registered it
+    from scoring.calibration import PercentileCalibrator
+
+    fitted = PercentileCalibrator.fit(np.linspace(0.0, 50.0, 1000)).to_dict()  # on the old model's raw scores
+    CalibrationState.objects.create(model_version=0, detector="robust_z", calibrator=fitted, n_reference=5000)
+    CalibrationState.objects.create(model_version=3, detector="robust_z", calibrator=fitted, n_reference=5000)
+    prefix = tenant_prefix(tenant_key(tenant))
+    redis_client.rpush(prefix + RESERVOIR_KEY.format(version=0, detector="iqr"), struct.pack("<d", 1.0))
+    redis_client.rpush(prefix + RESERVOIR_KEY.format(version=3, detector="iqr"), struct.pack("<d", 1.0))
+    pipeline.revisions_forget()
+    with django_capture_on_commit_callbacks(execute=True):
+        scorer = scorer_for(tenant)
+    assert scorer.model_version == 0
+    assert scorer.engine.calibrators["robust_z"].to_dict() != fitted  # the new model's own calibration
+    row = ModelVersion.objects.get(version=0)
+    assert row.sha256 == registry.global_meta()["sha256"] and "replaced abababababab" in row.notes
+    assert not CalibrationState.objects.filter(model_version=0).exists()
+    assert CalibrationState.objects.filter(model_version=3).exists()
+    assert not redis_client.exists(prefix + RESERVOIR_KEY.format(version=0, detector="iqr"))
+    assert redis_client.exists(prefix + RESERVOIR_KEY.format(version=3, detector="iqr"))
+    body = tenant_a.client("ingest").post("/api/v1/fraud-check", {"amount": "12", "customer_id": "after-upgrade"},
+                                          format="json")
+    assert body.status_code == 200, body.content
+
+
 def test_tenant_calibration_replaces_the_global_defaults_once_there_is_enough_data(tenant_a, redis_client):
     tenant = tenant_a.tenant
     tenant.config = {"scoring": {"calibration": {"min_scores": 1000}}}
