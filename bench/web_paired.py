@@ -83,14 +83,17 @@ def main() -> None:
     if not (trees["base"] / ".venv" / "bin" / "python").exists():
         sys.exit(f"{trees['base']} has no .venv: run `make venv` there first")
     ensure_database()
-    key = fresh_tenant("bench-fraud")["api_key"]
+    # A tenant per server: the two checkouts may ship different global models, and a tenant's
+    # version-0 row follows the model of the code that scores it.
+    keys = {name: fresh_tenant(f"bench-paired-{name}")["api_key"] for name in trees}
     ports = {name: free_port() for name in trees}
     servers = {name: _start(name, tree, ports[name]) for name, tree in trees.items()}
     try:
         for port in ports.values():
             wait_http(port)
         conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=30) for name, port in ports.items()}
-        headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+        headers = {name: {"Authorization": f"Api-Key {keys[name]}", "Content-Type": "application/json"}
+                   for name in trees}
         n = args.requests
         for round_no in range(args.rounds):
             payments: list[bytes | None] = list(_payments(2 * (n + WARMUP), seed=100 + round_no))
@@ -100,12 +103,12 @@ def main() -> None:
                 sent = iter(bodies)
                 for _ in range(WARMUP):
                     for name in trees:
-                        _send(name, conns[name], method, path, next(sent), headers)
+                        _send(name, conns[name], method, path, next(sent), headers[name])
                 cpu0 = {name: _cpu_seconds(proc.pid) for name, proc in servers.items()}
                 waited = dict.fromkeys(trees, 0.0)
                 for i in range(n):
                     for name in (("base", "this") if i % 2 == 0 else ("this", "base")):
-                        waited[name] += _send(name, conns[name], method, path, next(sent), headers)
+                        waited[name] += _send(name, conns[name], method, path, next(sent), headers[name])
                 cpu1 = {name: _cpu_seconds(proc.pid) for name, proc in servers.items()}
                 emit({"bench": "web_paired", "request": label, "round": round_no + 1, "requests": n,
                       "base": str(trees["base"]),
