@@ -142,7 +142,8 @@ def throughput(args: argparse.Namespace, tenant: dict) -> None:
     get_redis().delete("celery")
     emit({"bench": "scoring_async_throughput", "batch_events": args.batch, "batches": args.batches,
           "consume_events_per_s": round(n_total / sum(consume)), "best_batch_events_per_s":
-          round(args.batch / min(consume)), "load_from_postgres_events_per_s": round(n_total / sum(load)),
+          round(args.batch / min(consume)), "per_batch_events_per_s": [round(args.batch / c) for c in consume],
+          "load_from_postgres_events_per_s": round(n_total / sum(load)),
           "anomalies": Anomaly.objects.count(),
           "flagged_share": round(Anomaly.objects.count() / max(1, n_total + args.batch), 4),  # warm-up batch included
           # How busy Redis was while the consumer ran (1.0 = one core, all of it), and its script time
