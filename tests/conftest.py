@@ -105,6 +105,33 @@ def live_db(tenant_world, django_db_blocker):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def committed_tenant(live_db):  # type: ignore[no-untyped-def]
+    """make(slug, **tenant_create fields) -> (tenant, raw key): a tenant created for real (its own
+    schema, committed), for tests whose data another process must see or that need a fresh schema.
+    A tenant left with that slug by an interrupted run is dropped first; every tenant made is dropped
+    afterwards (its Redis scoring state goes with it)."""
+    from tenants.models import Tenant
+    from tenants.services import tenant_create
+
+    made: list[int] = []
+
+    def make(slug: str, **fields: object) -> tuple[Tenant, str]:
+        stale = Tenant.objects.filter(slug=slug).first()
+        if stale:
+            stale.delete(force_drop=True)
+        tenant, key = tenant_create(slug=slug, **{"name": slug, "plan": "enterprise", **fields})  # type: ignore[arg-type]
+        made.append(tenant.pk)
+        return tenant, key
+
+    yield make
+    connection.set_schema_to_public()
+    for pk in made:
+        left = Tenant.objects.filter(pk=pk).first()
+        if left is not None:
+            left.delete(force_drop=True)
+
+
+@pytest.fixture
 def platform_client() -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {settings.PULSE_PLATFORM_ADMIN_KEY}")

@@ -22,25 +22,11 @@ SLUG = "e2e-check"
 
 
 @pytest.fixture
-def scenario_tenant(live_db, monkeypatch):  # type: ignore[no-untyped-def]
-    from tenants.models import Tenant
-    from tenants.services import tenant_create
-
+def scenario_tenant(committed_tenant, monkeypatch):  # type: ignore[no-untyped-def]
     # Batches are processed in this process (the same task body a worker runs), not by a worker
     # that another test may have started, so the test controls when each batch is done.
     monkeypatch.setattr("ingestion.services._hand_over", lambda batch_id: None)
-    stale = Tenant.objects.filter(slug=SLUG).first()
-    if stale:
-        stale.delete(force_drop=True)
-    tenant, key = tenant_create(slug=SLUG, name="E2E check", plan="enterprise", timezone_name="Europe/Paris",
-                                currency="EUR")
-    yield tenant, key
-    from pulse.lib.redis import get_redis
-    from scoring.enrich import clear_state
-
-    clear_state(get_redis(), tenant.schema_name)
-    connection.set_schema_to_public()
-    Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
+    return committed_tenant(SLUG, name="E2E check", timezone_name="Europe/Paris", currency="EUR")
 
 
 def _anomalies(key: str) -> list[dict[str, Any]]:

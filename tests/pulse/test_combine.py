@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -61,72 +61,64 @@ def test_a_lone_call_is_a_batch_of_one_and_waits_for_nothing():
     assert not combiner._queues and not combiner._serving
 
 
+class Busy:
+    """A combiner on key "t1" whose first call is being served and held: what `queue` submits
+    waits behind it (each call on its own thread) until `release`."""
+
+    def __init__(self, max_batch: int, first: int = 1,
+                 results: Callable[[Sequence[int]], list[object]] | None = None) -> None:
+        self.run = Recorder(hold_first=True)
+        run = self.run if results is None else (lambda ctx, items: self.run(ctx, items) and results(items))
+        self.combiner = Combiner(run, max_batch=max_batch)
+        self.threads, self.first = submit_in_threads(self.combiner, "t1", [first])
+        assert self.run.entered.wait(10)
+        self.queued = 0
+
+    def queue(self, items: list[int]) -> dict:
+        threads, out = submit_in_threads(self.combiner, "t1", items)
+        self.threads += threads
+        self.queued += len(items)
+        wait_queued(self.combiner, "t1", self.queued)
+        return out
+
+    def release(self) -> list[list[int]]:
+        """Let the batches run; the items of each batch, in the order they were served."""
+        self.run.release.set()
+        for t in self.threads:
+            t.join(10)
+        return [items for _, items in self.run.batches]
+
+
 def test_calls_arriving_while_a_batch_runs_are_served_together_each_getting_its_own_result():
-    run = Recorder(hold_first=True)
-    combiner = Combiner(run, max_batch=8)
-    first, out = submit_in_threads(combiner, "t1", [1])
-    assert run.entered.wait(10)
-    others, out2 = submit_in_threads(combiner, "t1", [2, 3, 4, 5, 6])
-    wait_queued(combiner, "t1", 5)
-    run.release.set()
-    for t in first + others:
-        t.join(10)
-    assert out == {1: 10} and out2 == {2: 20, 3: 30, 4: 40, 5: 50, 6: 60}
-    assert [sorted(items) for _, items in run.batches] == [[1], [2, 3, 4, 5, 6]]
-    assert not combiner._queues and not combiner._serving
+    busy = Busy(max_batch=8)
+    others = busy.queue([2, 3, 4, 5, 6])
+    assert [sorted(b) for b in busy.release()] == [[1], [2, 3, 4, 5, 6]]
+    assert busy.first == {1: 10} and others == {2: 20, 3: 30, 4: 40, 5: 50, 6: 60}
+    assert not busy.combiner._queues and not busy.combiner._serving
 
 
 def test_batches_are_capped_and_the_rest_follow_in_arrival_order():
-    run = Recorder(hold_first=True)
-    combiner = Combiner(run, max_batch=2)
-    first, _ = submit_in_threads(combiner, "t1", [0])
-    assert run.entered.wait(10)
-    waiting = []
+    busy = Busy(max_batch=2, first=0)
     for i in (1, 2, 3, 4, 5):  # one at a time: a known arrival order
-        threads, _ = submit_in_threads(combiner, "t1", [i])
-        waiting += threads
-        wait_queued(combiner, "t1", i)
-    run.release.set()
-    for t in first + waiting:
-        t.join(10)
-    assert [items for _, items in run.batches] == [[0], [1, 2], [3, 4], [5]]
+        busy.queue([i])
+    assert busy.release() == [[0], [1, 2], [3, 4], [5]]
 
 
 def test_a_failing_batch_fails_each_of_its_calls_and_the_next_batch_still_runs():
-    run = Recorder(hold_first=True)
-    combiner = Combiner(run, max_batch=2)
-    first, out = submit_in_threads(combiner, "t1", [1])
-    assert run.entered.wait(10)
-    bad, out_bad = submit_in_threads(combiner, "t1", [-2])
-    wait_queued(combiner, "t1", 1)
-    good, out_good = submit_in_threads(combiner, "t1", [3])
-    wait_queued(combiner, "t1", 2)
-    later, out_later = submit_in_threads(combiner, "t1", [4])
-    wait_queued(combiner, "t1", 3)
-    run.release.set()
-    for t in first + bad + good + later:
-        t.join(10)
-    assert out == {1: 10}
-    assert isinstance(out_bad[-2], ValueError) and isinstance(out_good[3], ValueError)  # same batch
-    assert out_later == {4: 40}
-    assert not combiner._serving
+    busy = Busy(max_batch=2)
+    bad, good, later = busy.queue([-2]), busy.queue([3]), busy.queue([4])
+    busy.release()
+    assert busy.first == {1: 10}
+    assert isinstance(bad[-2], ValueError) and isinstance(good[3], ValueError)  # same batch
+    assert later == {4: 40}
+    assert not busy.combiner._serving
 
 
 def test_a_failure_result_fails_its_own_call_only():
-    def run(ctx: str, items: Sequence[int]) -> list[object]:
-        return [Failure(KeyError(i)) if i == 2 else i for i in items]
-
-    run_rec = Recorder(hold_first=True)
-    combiner = Combiner(lambda ctx, items: run_rec(ctx, items) and run(ctx, items), max_batch=8)
-    first, out = submit_in_threads(combiner, "t1", [1])
-    assert run_rec.entered.wait(10)
-    rest, out_rest = submit_in_threads(combiner, "t1", [2, 3])
-    wait_queued(combiner, "t1", 2)
-    run_rec.release.set()
-    for t in first + rest:
-        t.join(10)
-    assert [sorted(items) for _, items in run_rec.batches] == [[1], [2, 3]]
-    assert out == {1: 1} and out_rest[3] == 3 and isinstance(out_rest[2], KeyError)
+    busy = Busy(max_batch=8, results=lambda items: [Failure(KeyError(i)) if i == 2 else i for i in items])
+    rest = busy.queue([2, 3])
+    assert [sorted(b) for b in busy.release()] == [[1], [2, 3]]
+    assert busy.first == {1: 1} and rest[3] == 3 and isinstance(rest[2], KeyError)
 
 
 def test_keys_are_served_independently():

@@ -17,21 +17,12 @@ SLUG = "fc-live"
 
 
 @pytest.fixture
-def live_tenant(live_db):  # type: ignore[no-untyped-def]
-    from tenants.models import Tenant
-    from tenants.services import tenant_create
-
-    stale = Tenant.objects.filter(slug=SLUG).first()
-    if stale:
-        stale.delete(force_drop=True)
-    tenant, key = tenant_create(slug=SLUG, name="Fraud-check live", plan="enterprise", timezone_name="UTC",
-                                currency="USD")
-    yield tenant, key
+def live_tenant(committed_tenant):  # type: ignore[no-untyped-def]
     from ingestion.models import EventBatch
     from ingestion.tasks import batch_run
-    from pulse.lib.redis import get_redis
-    from scoring.enrich import clear_state
 
+    tenant, key = committed_tenant(SLUG, name="Fraud-check live", timezone_name="UTC", currency="USD")
+    yield tenant, key
     # The server handed the batches to Celery: a worker another test started may be consuming them.
     # Finish them here (a batch a worker holds is waited for), so none is touched while the schema drops.
     connection.set_tenant(tenant)
@@ -40,9 +31,6 @@ def live_tenant(live_db):  # type: ignore[no-untyped-def]
         assert time.monotonic() < deadline, f"batches {pending} never finished"
         if all(batch_run(pk) == "locked" for pk in pending):
             time.sleep(0.2)
-    clear_state(get_redis(), tenant.schema_name)
-    connection.set_schema_to_public()
-    Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
 
 
 def test_concurrent_checks_each_get_their_own_answer(pulse_server, live_tenant) -> None:  # type: ignore[no-untyped-def]

@@ -87,31 +87,23 @@ def test_return_rate_after_a_flush_is_rebuilt_from_postgresql(tenant_a, redis_cl
         np.testing.assert_array_equal(before[name], after[name], err_msg=name)
 
 
-def test_a_tenant_created_again_under_the_same_slug_starts_with_no_scoring_state(live_db, redis_client):
+def test_a_tenant_created_again_under_the_same_slug_starts_with_no_scoring_state(committed_tenant, redis_client):
     """Same slug -> same schema name -> same Redis prefix: the state of the deleted tenant (its
     customers' velocity and history) must not score the new one's payments."""
     from django.db import connection
 
     from scoring.enrich import tenant_prefix
-    from tenants.models import Tenant
-    from tenants.services import tenant_create
 
-    def create() -> Tenant:
-        stale = Tenant.objects.filter(slug="reborn").first()
-        if stale:
-            stale.delete(force_drop=True)
-        return tenant_create(slug="reborn", name="Reborn", plan="enterprise")[0]
-
-    tenant = create()
+    tenant, _ = committed_tenant("reborn")
+    pattern = tenant_prefix(tenant.schema_name).replace("[", "\\[") + "*"
     connection.set_tenant(tenant)
-    try:
-        _frame(tenant, [payment("rb-1", recent(1), customer="rb-cust", amount=40)])
-        prefix = tenant_prefix(tenant.schema_name)
-        assert list(redis_client.scan_iter(match=prefix.replace("[", "\\[") + "*"))
-        connection.set_schema_to_public()
-        tenant = create()
-        assert not list(redis_client.scan_iter(match=prefix.replace("[", "\\[") + "*"))
-    finally:
-        connection.set_schema_to_public()
-        Tenant.objects.filter(slug="reborn").first().delete(force_drop=True)
-    assert not list(redis_client.scan_iter(match=prefix.replace("[", "\\[") + "*"))
+    _frame(tenant, [payment("rb-1", recent(1), customer="rb-cust", amount=40)])
+    assert list(redis_client.scan_iter(match=pattern))
+    connection.set_schema_to_public()
+    tenant, _ = committed_tenant("reborn")  # the first one is dropped: same slug
+    assert not list(redis_client.scan_iter(match=pattern))
+    connection.set_tenant(tenant)
+    _frame(tenant, [payment("rb-2", recent(1), customer="rb-cust", amount=40)])
+    connection.set_schema_to_public()
+    tenant.delete(force_drop=True)
+    assert not list(redis_client.scan_iter(match=pattern))
